@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit bench bench-large notebooks clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/allocator demo
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -n 2 --timeout 900
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/pytest benchmarks -m "not large" --benchmark-columns=min,mean,max,rounds -p no:randomly
+
+bench-large: install
+	$(BIN)/pytest benchmarks -m large --benchmark-columns=min,mean,max,rounds
+
+notebooks: install
+	$(BIN)/jupytext --to ipynb notebooks/*.py
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache .benchmarks

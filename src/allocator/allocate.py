@@ -1,0 +1,161 @@
+"""The public entry point: rules + problem -> the right solver -> a plan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+
+from allocator.errors import InputError
+from allocator.model import Network, Order, Orders
+from allocator.plan import Plan, Status, check_feasible, evaluate
+from allocator.problem import Problem, compile_problem
+from allocator.rules.schema import RuleSet
+from allocator.solvers.exact import solve_exact
+from allocator.solvers.greedy import greedy_baseline
+
+__all__ = ["allocate", "solve"]
+
+log = logging.getLogger("allocator")
+
+
+def _as_orders(orders: Orders | Order | list[Order]) -> Orders:
+    if isinstance(orders, Orders):
+        return orders
+    if isinstance(orders, Order):
+        return Orders.from_models([orders])
+    if isinstance(orders, list) and all(isinstance(o, Order) for o in orders):
+        return Orders.from_models(orders)
+    raise InputError(
+        f"expected Orders, an Order or a list of Order, got {type(orders).__name__}",
+        source="orders",
+    )
+
+
+def _resolve_rules(rules: RuleSet | str | Path | None, policy: str | None) -> RuleSet:
+    if rules is not None and policy is not None:
+        raise InputError("give either rules or policy, not both", source="policy")
+    if isinstance(rules, RuleSet):
+        return rules
+    name = policy if policy is not None else rules
+    if name is None:
+        return RuleSet()
+    if str(name) in ("greedy", "baseline"):
+        return RuleSet(name="greedy", strategy="greedy")
+    if str(name) in ("default", "optimize"):
+        return RuleSet(name=str(name))
+    from allocator.rules import load_rules  # type: ignore[attr-defined,unused-ignore]
+
+    loaded: RuleSet = load_rules(name)
+    return loaded
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit: float | None = None,
+    seed: int = 0,
+    executor: Executor | None = None,
+) -> Plan:
+    """Solve a compiled problem with the strategy its rule set names.
+
+    ``optimize`` runs the exact MILP; when the time limit stops it before any plan, or its plan
+    is worse, the greedy baseline is returned instead, with the solver's bound.
+    """
+    rules = problem.rules
+    t0 = time.perf_counter()
+    if rules.strategy == "greedy":
+        plan = greedy_baseline(problem)
+        plan.policy = rules.name
+        return plan
+    result = solve_exact(problem, time_limit=time_limit, seed=seed)
+    bound = result.lower_bound
+    if result.solution is None:
+        fallback = greedy_baseline(problem)
+        return Plan(
+            problem,
+            fallback.solution,
+            Status.TIME_LIMIT,
+            rules.name,
+            lower_bound=bound,
+            seconds=time.perf_counter() - t0,
+            info={"solver": "highs", "solver_status": result.status, "fallback": "greedy"},
+        )
+    status = Status.OPTIMAL if result.optimal else Status.TIME_LIMIT
+    solution = result.solution
+    if not result.optimal:
+        # A time-limited incumbent may be poor: keep whichever plan is cheaper.
+        fallback = greedy_baseline(problem)
+        if evaluate(problem, fallback.solution).total < evaluate(problem, solution).total:
+            solution = fallback.solution
+    if __debug__:
+        problems = check_feasible(problem, solution)
+        if problems:  # pragma: no cover - a solver bug, never expected
+            raise AssertionError("solver returned an infeasible plan: " + "; ".join(problems))
+    return Plan(
+        problem,
+        solution,
+        status,
+        rules.name,
+        lower_bound=bound,
+        seconds=time.perf_counter() - t0,
+        info={
+            "solver": "highs",
+            "solver_status": result.status,
+            "build_seconds": result.build_seconds,
+        },
+    )
+
+
+def allocate(
+    network: Network,
+    orders: Orders | Order | list[Order],
+    *,
+    rules: RuleSet | str | Path | None = None,
+    policy: str | None = None,
+    time_limit: float | None = None,
+    seed: int = 0,
+    executor: Executor | None = None,
+) -> Plan:
+    """Source orders from a network.
+
+    Parameters
+    ----------
+    network
+        Locations and stock (see :func:`allocator.read_network` or :meth:`Network.from_frames`).
+    orders
+        An :class:`Orders` table, one :class:`Order`, or a list of them.
+    rules
+        A :class:`RuleSet`, or the name or path of a rule file.
+    policy
+        Name of a bundled policy (``"optimize"``, ``"greedy"``, or a peer policy such as
+        ``"shopify_default"``). Give ``rules`` or ``policy``, not both.
+    time_limit
+        Seconds for the optimiser; the best plan found so far is returned with its bound.
+    seed
+        Seed for the solver (the same input, rules and seed give the same plan).
+    executor
+        Runs independent pieces of work in parallel (``None``: serial and deterministic).
+
+    Returns
+    -------
+    Plan
+        Assignments, backorders, rejections, cost, bound and gap.
+
+    Examples
+    --------
+    >>> from allocator import Location, StockLevel, Order, OrderLine, Network, allocate
+    >>> net = Network.from_models(
+    ...     [Location(location_id="A", lat=40.7, lon=-74.0), Location(location_id="B", lat=34.1, lon=-118.2)],
+    ...     [StockLevel(location_id="A", sku="mug", on_hand=1), StockLevel(location_id="B", sku="mug", on_hand=5)],
+    ... )
+    >>> plan = allocate(net, Order(order_id="o1", lat=40.6, lon=-73.9, lines=(OrderLine(sku="mug", qty=2),)))
+    >>> plan.assignments.select("location_id", "qty").rows()
+    [('B', 2)]
+    """
+    if time_limit is not None and not time_limit > 0:
+        raise InputError(f"time_limit must be > 0 seconds, got {time_limit}", source="time_limit")
+    rule_set = _resolve_rules(rules, policy)
+    problem = compile_problem(network, _as_orders(orders), rule_set)
+    return solve(problem, time_limit=time_limit, seed=seed, executor=executor)
