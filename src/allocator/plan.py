@@ -153,6 +153,8 @@ def check_feasible(problem: Problem, solution: Solution) -> list[str]:
         errors.append("a ship-complete order ships from more than one location")
     if np.any(sc & (per_order == 1) & order_short):
         errors.append("a ship-complete order ships part and backorders the rest")
+    if p.n_limits and np.any(p.limit_usage(s.arc_qty) > p.limit_bound + 1e-9):
+        errors.append("a plan exceeds a side limit (ring-fenced or exposure-capped stock)")
     # Capacities.
     loc_units = np.bincount(p.arc_location, weights=s.arc_qty, minlength=p.n_locations)
     if np.any(loc_units > p.location_capacity_units + 1e-9):

@@ -87,6 +87,11 @@ class Problem:
     line_arc_start: IntArray  # (n_lines + 1)
 
     order_lines: pl.DataFrame = field(repr=False)  # validated lines in problem order
+    # Side limits: for each limit i, sum of x over arcs limit_arcs[limit_start[i]:limit_start[i+1]]
+    # must stay <= limit_bound[i]. Rules use them for channel ring-fencing and exposure caps.
+    limit_start: IntArray = field(default_factory=lambda: np.zeros(1, np.int64), repr=False)
+    limit_arcs: IntArray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    limit_bound: FloatArray = field(default_factory=lambda: np.zeros(0, np.float64), repr=False)
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -108,6 +113,17 @@ class Problem:
     @property
     def n_arcs(self) -> int:
         return len(self.arc_line)
+
+    @property
+    def n_limits(self) -> int:
+        return len(self.limit_bound)
+
+    def limit_usage(self, arc_qty: IntArray) -> FloatArray:
+        """Units counted against each side limit by a plan's arc quantities."""
+        if not self.n_limits:
+            return np.zeros(0)
+        owner = np.repeat(np.arange(self.n_limits), np.diff(self.limit_start))
+        return np.bincount(owner, weights=arc_qty[self.limit_arcs], minlength=self.n_limits)
 
     def arc_sku(self) -> IntArray:
         return self.line_sku[self.arc_line]

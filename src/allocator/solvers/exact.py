@@ -241,6 +241,22 @@ def build_milp(problem: Problem) -> MilpModel:
         rhi.append(p.location_capacity_shipments[cap_s])
         n_rows += len(cap_s)
 
+    # (8) Side limits over arcs (ring-fencing, exposure caps): x, or q*y for ship-complete.
+    if p.n_limits:
+        owner = np.repeat(np.arange(p.n_limits), np.diff(p.limit_start))
+        arcs = p.limit_arcs
+        x_of_arc = np.full(p.n_arcs, -1, np.int64)
+        x_of_arc[x_arcs] = ox + np.arange(nx)
+        xv = x_of_arc[arcs]
+        yv = y_of_pair[p.arc_pair[arcs]]
+        use_x = xv >= 0
+        use_y = ~use_x & (yv >= 0) & arc_sc[arcs]
+        block(n_rows + owner[use_x], xv[use_x], np.ones(int(use_x.sum())))
+        block(n_rows + owner[use_y], yv[use_y], p.line_qty[p.arc_line[arcs[use_y]]].astype(float))
+        rlo.append(np.full(p.n_limits, -np.inf))
+        rhi.append(p.limit_bound.astype(float))
+        n_rows += p.n_limits
+
     matrix = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(n_rows, n),

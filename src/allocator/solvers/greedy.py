@@ -86,6 +86,20 @@ def ranked_fill(
     rank = np.asarray(pair_rank, dtype=np.float64).tolist()
     sc_flags, bo_flags = p.order_ship_complete.tolist(), p.order_allow_backorder.tolist()
     max_locs = p.order_max_locations.tolist()
+    # Side limits (ring-fencing, exposure caps): remaining room per limit, and each arc's limits.
+    limit_left = p.limit_bound.astype(np.float64).tolist()
+    arc_limits: dict[int, list[int]] = {}
+    for i in range(p.n_limits):
+        for a in p.limit_arcs[p.limit_start[i] : p.limit_start[i + 1]].tolist():
+            arc_limits.setdefault(a, []).append(i)
+
+    def room(a: int) -> float:
+        limits = arc_limits.get(a)
+        return min(limit_left[i] for i in limits) if limits else float("inf")
+
+    def consume(a: int, qty: int) -> None:
+        for i in arc_limits.get(a, ()):
+            limit_left[i] -= qty
 
     for o in seq.tolist():
         l0, l1 = ols[o], ols[o + 1]
@@ -111,6 +125,7 @@ def ranked_fill(
                     and cap_units[loc] >= units
                     and cap_ships[loc] >= 1
                     and all(atp[loc, line_sku[arc_line[a]]] >= line_qty[arc_line[a]] for a in arcs)
+                    and all(room(a) >= line_qty[arc_line[a]] for a in arcs)
                 ):
                     whole = q
                     break
@@ -120,6 +135,7 @@ def ranked_fill(
                 k = arc_line[a]
                 arc_qty[a] = line_qty[k]
                 atp[loc, line_sku[k]] -= line_qty[k]
+                consume(a, line_qty[k])
             cap_units[loc] -= units
             cap_ships[loc] -= 1
             continue
@@ -140,9 +156,10 @@ def ranked_fill(
                 new = loc not in opened
                 if new and (len(opened) >= max_locs[o] or cap_ships[loc] < 1):
                     continue
-                take = int(min(need, atp[loc, line_sku[k]], cap_units[loc]))
+                take = int(min(need, atp[loc, line_sku[k]], cap_units[loc], room(a)))
                 if take <= 0:
                     continue
+                consume(a, take)
                 arc_qty[a] += take
                 atp[loc, line_sku[k]] -= take
                 cap_units[loc] -= take
@@ -157,6 +174,7 @@ def ranked_fill(
         if short and not bo_flags[o]:
             for a, loc, take in taken:
                 arc_qty[a] -= take
+                consume(a, -take)
                 atp[loc, line_sku[arc_line[a]]] += take
                 cap_units[loc] += take
             for loc in opened:
