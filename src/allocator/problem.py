@@ -123,7 +123,8 @@ class Problem:
         if not self.n_limits:
             return np.zeros(0)
         owner = np.repeat(np.arange(self.n_limits), np.diff(self.limit_start))
-        return np.bincount(owner, weights=arc_qty[self.limit_arcs], minlength=self.n_limits)
+        usage = np.bincount(owner, weights=arc_qty[self.limit_arcs], minlength=self.n_limits)
+        return usage.astype(np.float64)
 
     def arc_sku(self) -> IntArray:
         return self.line_sku[self.arc_line]
