@@ -147,6 +147,18 @@ def _np(series: pl.Series) -> Any:
     return series.to_numpy()
 
 
+def _country_codes(*columns: pl.Series) -> list[IntArray]:
+    """Integer codes for country columns (-1 where unknown), shared across the columns."""
+    names = pl.concat([c.cast(pl.String) for c in columns]).drop_nulls().unique().sort()
+    codes = {name: i for i, name in enumerate(names.to_list())}
+    return [
+        _np(c.cast(pl.String).replace_strict(codes, default=-1, return_dtype=pl.Int64)).astype(
+            np.int64
+        )
+        for c in columns
+    ]
+
+
 def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = None) -> Problem:
     """Compile validated tables and a rule set into the array form.
 
@@ -307,11 +319,9 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     else:
         unit_cost = card.unit_cost(zone)
         shipment_cost = card.parcel_cost(zone)
-        loc_country = _np(locs["country"])
-        ord_country = _np(heads["country"])
-        a, b = ord_country[pair_order], loc_country[pair_loc]
-        known = np.array([x is not None for x in a]) & np.array([x is not None for x in b])
-        cross = known & (a != b)
+        loc_code, ord_code = _country_codes(locs["country"], heads["country"])
+        a, b = ord_code[pair_order], loc_code[pair_loc]
+        cross = (a >= 0) & (b >= 0) & (a != b)
         shipment_cost = shipment_cost + card.cross_border_parcel * cross
     promised = heads["promised_days"].fill_null(-1).to_numpy().astype(np.int64)
     late_days = np.where(
