@@ -285,7 +285,7 @@ def validate_table(
         out.append(cast)
     result = pl.DataFrame(out)
     if key:
-        dup = result.select(pl.struct(list(key)).is_duplicated()).to_series()
+        dup = result.select(~pl.struct(list(key)).is_first_distinct()).to_series()
         if dup.any():
             row = _first_row(dup)
             values = ", ".join(f"{k}={result[k][row - 1]!r}" for k in key)

@@ -193,7 +193,7 @@ def validate_orders(frame: pl.DataFrame, source: str = "orders") -> pl.DataFrame
             pl.int_range(1, pl.len() + 1).over("order_id").cast(pl.String).alias("n")
         ).to_series()
         out = out.with_columns(pl.col("line_id").fill_null(numbered))
-    dup = out.select(pl.struct("order_id", "line_id").is_duplicated()).to_series()
+    dup = out.select(~pl.struct("order_id", "line_id").is_first_distinct()).to_series()
     if dup.any():
         row = int(dup.arg_true()[0]) + 1
         raise InputError(
@@ -236,9 +236,13 @@ def read_table(path: str | Path) -> pl.DataFrame:
         If the file is missing, empty, unreadable, or has an unsupported suffix.
     """
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(
+            f"unsupported file type {suffix!r}; use .csv or .parquet", source=str(path)
+        )
     if not path.exists():
         raise InputError("file not found", source=str(path))
-    suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
             if path.stat().st_size == 0:
