@@ -46,9 +46,25 @@ def test_split_cap_and_penalties_match_brute_force(instance: tuple[Network, Orde
 
 
 def test_exact_prefers_one_parcel_over_cheaper_units() -> None:
-    locations = pl.DataFrame({"location_id": ["near", "far"], "lat": [40.7, 34.0], "lon": [-74.0, -118.2]})
-    stock = pl.DataFrame({"location_id": ["near", "near", "far", "far"], "sku": ["a", "b", "a", "b"], "on_hand": [1, 0, 1, 1]})
-    orders = pl.DataFrame({"order_id": ["o", "o"], "sku": ["a", "b"], "qty": [1, 1], "lat": [40.7, 40.7], "lon": [-74.0, -74.0]})
+    locations = pl.DataFrame(
+        {"location_id": ["near", "far"], "lat": [40.7, 34.0], "lon": [-74.0, -118.2]}
+    )
+    stock = pl.DataFrame(
+        {
+            "location_id": ["near", "near", "far", "far"],
+            "sku": ["a", "b", "a", "b"],
+            "on_hand": [1, 0, 1, 1],
+        }
+    )
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o", "o"],
+            "sku": ["a", "b"],
+            "qty": [1, 1],
+            "lat": [40.7, 40.7],
+            "lon": [-74.0, -74.0],
+        }
+    )
     plan = allocate(Network.from_frames(locations, stock), Orders.from_frame(orders))
     # b is only at "far", so one parcel from "far" beats two parcels.
     assert plan.assignments["location_id"].to_list() == ["far", "far"]
@@ -58,7 +74,9 @@ def test_exact_prefers_one_parcel_over_cheaper_units() -> None:
 def test_ship_complete_waits_whole_when_no_location_covers() -> None:
     locations = pl.DataFrame({"location_id": ["A", "B"]})
     stock = pl.DataFrame({"location_id": ["A", "B"], "sku": ["x", "y"], "on_hand": [5, 5]})
-    orders = pl.DataFrame({"order_id": ["o", "o"], "sku": ["x", "y"], "qty": [1, 1], "ship_complete": [True, True]})
+    orders = pl.DataFrame(
+        {"order_id": ["o", "o"], "sku": ["x", "y"], "qty": [1, 1], "ship_complete": [True, True]}
+    )
     plan = allocate(Network.from_frames(locations, stock), Orders.from_frame(orders))
     assert plan.assignments.height == 0
     assert plan.backorders["qty"].sum() == 2
@@ -70,31 +88,55 @@ def test_ship_complete_waits_whole_when_no_location_covers() -> None:
 def test_priority_wins_scarce_stock() -> None:
     locations = pl.DataFrame({"location_id": ["A"]})
     stock = pl.DataFrame({"location_id": ["A"], "sku": ["x"], "on_hand": [1]})
-    orders = pl.DataFrame({"order_id": ["low", "high"], "sku": ["x", "x"], "qty": [1, 1], "priority": [0, 2]})
+    orders = pl.DataFrame(
+        {"order_id": ["low", "high"], "sku": ["x", "x"], "qty": [1, 1], "priority": [0, 2]}
+    )
     plan = allocate(Network.from_frames(locations, stock), Orders.from_frame(orders))
     assert plan.assignments["order_id"].to_list() == ["high"]
     assert plan.backorders["order_id"].to_list() == ["low"]
 
 
 def test_pickup_only_at_its_store_and_free() -> None:
-    locations = pl.DataFrame({"location_id": ["W", "S"], "kind": ["warehouse", "store"], "can_pickup": [False, True]})
+    locations = pl.DataFrame(
+        {"location_id": ["W", "S"], "kind": ["warehouse", "store"], "can_pickup": [False, True]}
+    )
     stock = pl.DataFrame({"location_id": ["W", "S"], "sku": ["x", "x"], "on_hand": [9, 1]})
     orders = pl.DataFrame(
-        {"order_id": ["p"], "sku": ["x"], "qty": [2], "fulfillment": ["pickup"], "pickup_location_id": ["S"]}
+        {
+            "order_id": ["p"],
+            "sku": ["x"],
+            "qty": [2],
+            "fulfillment": ["pickup"],
+            "pickup_location_id": ["S"],
+        }
     )
     plan = allocate(Network.from_frames(locations, stock), Orders.from_frame(orders))
     assert plan.assignments.rows() == [("p", "1", "x", "S", 1)]
     assert plan.backorders["qty"].to_list() == [1]
-    assert plan.cost.unit == 0 and plan.cost.shipment == 0
+    assert plan.cost.unit == 0
+    assert plan.cost.shipment == 0
 
 
 def test_capacity_in_units_and_shipments() -> None:
     locations = pl.DataFrame(
-        {"location_id": ["A", "B"], "capacity_shipments": [1, None], "lat": [40.0, 30.0], "lon": [-75.0, -100.0]},
+        {
+            "location_id": ["A", "B"],
+            "capacity_shipments": [1, None],
+            "lat": [40.0, 30.0],
+            "lon": [-75.0, -100.0],
+        },
         schema_overrides={"capacity_shipments": pl.Int64},
     )
     stock = pl.DataFrame({"location_id": ["A", "B"], "sku": ["x", "x"], "on_hand": [10, 10]})
-    orders = pl.DataFrame({"order_id": ["o1", "o2"], "sku": ["x", "x"], "qty": [1, 1], "lat": [40.0, 40.0], "lon": [-75.0, -75.0]})
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o1", "o2"],
+            "sku": ["x", "x"],
+            "qty": [1, 1],
+            "lat": [40.0, 40.0],
+            "lon": [-75.0, -75.0],
+        }
+    )
     plan = allocate(Network.from_frames(locations, stock), Orders.from_frame(orders))
     assert sorted(plan.assignments["location_id"].to_list()) == ["A", "B"]
 

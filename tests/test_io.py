@@ -264,8 +264,8 @@ def test_file_errors(tmp_path: Path) -> None:
         read_orders(tmp_path / "orders.xlsx")
     with pytest.raises(InputError, match="not found"):
         read_orders(tmp_path / "missing.csv")
+    write(LOCATIONS, tmp_path / "locations.csv")
     with pytest.raises(InputError, match=r"missing table stock\.csv"):
-        write(LOCATIONS, tmp_path / "locations.csv")
         read_network(tmp_path)
     write(STOCK, tmp_path / "stock.csv")
     write(STOCK, tmp_path / "stock.parquet")
