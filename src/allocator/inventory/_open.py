@@ -1,0 +1,83 @@
+"""Open a ledger from a URL naming its store."""
+
+from __future__ import annotations
+
+import os
+
+from allocator.errors import InputError
+from allocator.inventory.ledger import Clock, Ledger
+
+__all__ = ["open_ledger"]
+
+
+def open_ledger(
+    url: str | os.PathLike[str],
+    *,
+    clock: Clock | None = None,
+    timeout: float = 30.0,
+    max_attempts: int = 12,
+) -> Ledger:
+    """Open (and create, if new) an inventory ledger.
+
+    Parameters
+    ----------
+    url
+        Which store:
+
+        - ``"sqlite:///inventory.db"`` (relative path), ``"sqlite:////var/lib/inv.db"`` (absolute)
+          or a plain path: the embedded SQLite store, safe for many processes on one machine;
+        - ``"memory://"``: in process memory, for tests and simulations;
+        - ``"postgresql://user@host:port/db"``: PostgreSQL (needs ``allocator[postgres]``).
+    clock
+        Returns the current time (timezone-aware); the wall clock by default.
+    timeout
+        Seconds a writer waits for a lock (SQLite busy timeout, PostgreSQL ``lock_timeout``)
+        before the attempt counts as failed and is retried.
+    max_attempts
+        How many times a write that meets a transient conflict (a busy database, a deadlock,
+        a serialization failure) is tried before the error reaches the caller.
+
+    Returns
+    -------
+    Ledger
+        The ledger; close it with :meth:`Ledger.close` or use it as a context manager.
+
+    Raises
+    ------
+    InputError
+        When the URL names no known store.
+    """
+    if timeout <= 0 or max_attempts < 1:
+        raise InputError("timeout must be > 0 and max_attempts >= 1", source="open_ledger")
+    text = os.fspath(url)
+    if not isinstance(text, str) or not text:
+        raise InputError(f"expected a store URL, got {url!r}", source="url")
+    if text.startswith("memory:"):
+        from allocator.inventory.memory import MemoryStore
+
+        return Ledger(MemoryStore(), clock=clock)
+    if text.startswith(("postgresql://", "postgres://")):
+        from allocator.inventory.postgres import PostgresStore
+
+        return Ledger(
+            PostgresStore(text, lock_timeout=timeout, max_attempts=max_attempts), clock=clock
+        )
+    if text.startswith("sqlite:"):
+        if not text.startswith("sqlite:///"):
+            raise InputError(
+                "a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db",
+                source="url",
+            )
+        path = text[len("sqlite:///") :]
+    elif "://" in text:
+        raise InputError(
+            f"unknown store {text.split('://', 1)[0]!r}; use sqlite, memory or postgresql",
+            source="url",
+        )
+    else:
+        path = text
+    if not path:
+        raise InputError("the SQLite URL names no file", source="url")
+    from allocator.inventory.sqlite import SQLiteStore
+
+    return Ledger(SQLiteStore(path, busy_timeout=timeout, max_attempts=max_attempts), clock=clock)
