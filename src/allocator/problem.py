@@ -27,8 +27,16 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from allocator.costs import haversine_km
 from allocator.model import Network, Orders, check_orders_against_network
+from allocator.rules.compile import (
+    arc_distance,
+    arc_exclusions,
+    build_context,
+    location_mask,
+    pair_cost_terms,
+    side_limits,
+    stock_policy,
+)
 from allocator.rules.schema import RuleSet
 
 __all__ = ["Problem", "compile_problem"]
@@ -147,6 +155,14 @@ def _np(series: pl.Series) -> Any:
     return series.to_numpy()
 
 
+def _in(values: pl.Series, wanted: tuple[str, ...]) -> BoolArray:
+    """Whether each value is one of ``wanted`` (nulls are not)."""
+    if not wanted:
+        return np.zeros(len(values), dtype=bool)
+    hit = values.is_in(pl.Series(list(wanted), dtype=pl.String).implode()).fill_null(False)
+    return np.asarray(hit.to_numpy(), dtype=bool)
+
+
 def _country_codes(*columns: pl.Series) -> list[IntArray]:
     """Integer codes for country columns (-1 where unknown), shared across the columns."""
     names = pl.concat([c.cast(pl.String) for c in columns]).drop_nulls().unique().sort()
@@ -207,14 +223,6 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     )
     n_orders, n_lines = len(order_ids), lines.height
 
-    # ---- stock: available to promise -----------------------------------------------------------
-    stock = network.stock.join(loc_index, on="location_id").join(sku_index, on="sku")
-    atp_values = np.maximum(
-        0, _np(stock["on_hand"]) - _np(stock["reserved"]) - _np(stock["safety_stock"])
-    )
-    atp = np.zeros((n_loc, len(sku_ids)), dtype=np.int64)
-    atp[_np(stock["loc"]), _np(stock["sku_i"])] = atp_values
-
     # ---- orders --------------------------------------------------------------------------------
     heads = lines.group_by("ord", maintain_order=True).agg(
         pl.col("priority").first(),
@@ -224,16 +232,54 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
         pl.col("lat").first(),
         pl.col("lon").first(),
         pl.col("country").first(),
+        pl.col("channel").first(),
         pl.col("fulfillment").first(),
         pl.col("pickup_location_id").first(),
         pl.col("promised_days").first(),
         pl.col("qty").sum().alias("units"),
         pl.len().alias("n_lines"),
     )
+    loc_lat = _np(locs["lat"].fill_null(np.nan)).astype(np.float64)
+    loc_lon = _np(locs["lon"].fill_null(np.nan)).astype(np.float64)
+    ord_lat = _np(heads["lat"].fill_null(np.nan)).astype(np.float64)
+    ord_lon = _np(heads["lon"].fill_null(np.nan)).astype(np.float64)
+    listed: pl.DataFrame | None = None
+    if network.costs is not None:
+        listed = (
+            network.costs.join(order_index, on="order_id")
+            .join(loc_index, on="location_id")
+            .select("ord", "loc", "unit_cost", "shipment_cost")
+        )
+    ctx = build_context(rules, locs, sku_ids, network.items, heads, loc_lat, loc_lon, listed)
+
+    # ---- stock: available to promise, less what the rules hold back --------------------------
+    stock = network.stock.join(loc_index, on="location_id").join(sku_index, on="sku")
+    stock_loc = _np(stock["loc"]).astype(np.int64)
+    stock_sku = _np(stock["sku_i"]).astype(np.int64)
+    on_hand = _np(stock["on_hand"]).astype(np.int64)
+    reserved = _np(stock["reserved"]).astype(np.int64)
+    network_atp = np.maximum(0, on_hand - reserved - _np(stock["safety_stock"]))
+    policy = stock_policy(ctx, stock_loc, stock_sku, network_atp)
+    atp_values = policy.atp
+    atp = np.zeros((n_loc, len(sku_ids)), dtype=np.int64)
+    atp[stock_loc, stock_sku] = atp_values
+    stocked = np.zeros(atp.shape, dtype=bool)
+    stocked[stock_loc, stock_sku] = True
+    free_ignoring_holds = np.zeros(atp.shape, dtype=np.int64)
+    free_ignoring_holds[stock_loc, stock_sku] = np.maximum(0, on_hand - reserved)
+
     priority = _np(heads["priority"]).astype(np.int64)
     weight = (1.0 + objective.priority_weight) ** priority.astype(np.float64)
-    ship_complete = _np(heads["ship_complete"]).astype(bool) | rules.constraints.ship_complete
-    allow_backorder = _np(heads["allow_backorder"]).astype(bool)
+    cons = rules.constraints
+    channel = heads["channel"]
+    is_pickup_order = ctx.order_pickup >= 0
+    ship_complete = (
+        _np(heads["ship_complete"]).astype(bool)
+        | cons.ship_complete
+        | _in(channel, cons.ship_complete_channels)
+        | (is_pickup_order & cons.pickup.ship_complete)
+    )
+    allow_backorder = _np(heads["allow_backorder"]).astype(bool) & rules.backorders_allowed
     created = heads["created_at"].cast(pl.Int64).fill_null(np.iinfo(np.int64).min)
     units = _np(heads["units"]).astype(np.int64)
 
@@ -241,42 +287,28 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     line_qty = _np(lines["qty"]).astype(np.int64)
     line_sku = _np(lines["sku_i"]).astype(np.int64)
 
-    # ---- candidate arcs: the line's SKU has ATP at the location ------------------------------
-    held = pl.DataFrame(
-        {"loc": _np(stock["loc"]), "sku_i": _np(stock["sku_i"]), "atp": atp_values}
-    ).filter(pl.col("atp") > 0)
+    # ---- candidate arcs: the line's SKU has ATP at the location, and no rule excludes it ------
+    held = pl.DataFrame({"loc": stock_loc, "sku_i": stock_sku, "atp": atp_values}).filter(
+        pl.col("atp") > 0
+    )
     arcs = lines.select("line", "ord", "sku_i", "qty").join(held, on="sku_i", how="inner")
-
-    # Location eligibility: shipping needs can_ship; pickup is only at the pickup location.
-    loc_flags = pl.DataFrame(
-        {
-            "loc": np.arange(n_loc, dtype=np.int64),
-            "can_ship": locs["can_ship"],
-            "location_id": locs["location_id"],
-        }
-    )
-    order_flags = heads.select("ord", pl.col("fulfillment"), pl.col("pickup_location_id"))
-    arcs = (
-        arcs.join(order_flags, on="ord")
-        .join(loc_flags, on="loc")
-        .filter(
-            pl.when(pl.col("fulfillment") == "pickup")
-            .then(pl.col("location_id") == pl.col("pickup_location_id"))
-            .otherwise(pl.col("can_ship"))
-        )
-    )
-    if network.costs is not None:
+    if listed is not None:
         # An explicit costs table is authoritative: unlisted pairs are not eligible (but a
         # pickup order is always served at its own store, free of shipping).
-        listed = (
-            network.costs.join(order_index, on="order_id")
-            .join(loc_index, on="location_id")
-            .select("ord", "loc", "unit_cost", "shipment_cost")
-        )
-        arcs = arcs.join(listed, on=["ord", "loc"], how="left").filter(
-            pl.col("unit_cost").is_not_null() | (pl.col("fulfillment") == "pickup")
-        )
-    arcs = arcs.sort(["line", "loc"])
+        arcs = arcs.join(listed, on=["ord", "loc"], how="left")
+    a_ord = _np(arcs["ord"]).astype(np.int64)
+    a_loc = _np(arcs["loc"]).astype(np.int64)
+    reason = arc_exclusions(
+        ctx,
+        a_ord,
+        a_loc,
+        _np(arcs["sku_i"]).astype(np.int64),
+        arc_distance(ctx, a_ord, a_loc),
+        None if listed is None else _np(arcs["unit_cost"].is_not_null()).astype(bool),
+    )
+    arcs = arcs.with_columns(pl.Series("reason", reason))
+    exclusions = arcs.filter(pl.col("reason") >= 0).select("ord", "loc", "line", "reason")
+    arcs = arcs.filter(pl.col("reason") < 0).sort(["line", "loc"])
 
     # ---- pairs -------------------------------------------------------------------------------
     arc_cap_all = np.minimum(_np(arcs["qty"]), _np(arcs["atp"])).astype(np.int64)
@@ -285,7 +317,7 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     )
     pairs = (
         arcs.group_by(["ord", "loc"])
-        .agg(pl.col("full").sum().alias("n_full"), pl.col("fulfillment").first())
+        .agg(pl.col("full").sum().alias("n_full"))
         .sort(["ord", "loc"])
         .with_row_index("pair")
         .with_columns(pl.col("pair").cast(pl.Int64))
@@ -294,19 +326,15 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     pair_loc = _np(pairs["loc"]).astype(np.int64)
     n_lines_per_order = _np(heads["n_lines"]).astype(np.int64)
     pair_covers = _np(pairs["n_full"]).astype(np.int64) == n_lines_per_order[pair_order]
-    is_pickup = _np(pairs["fulfillment"]) == "pickup"
+    # Handing a pickup order over at its own store ships no parcel.
+    at_store = ctx.order_pickup[pair_order] == pair_loc
 
-    # Costs per pair: explicit table, or distance -> zone -> rate card.
-    loc_lat = _np(locs["lat"].fill_null(np.nan)).astype(np.float64)
-    loc_lon = _np(locs["lon"].fill_null(np.nan)).astype(np.float64)
-    ord_lat = _np(heads["lat"].fill_null(np.nan)).astype(np.float64)
-    ord_lon = _np(heads["lon"].fill_null(np.nan)).astype(np.float64)
-    distance = haversine_km(
-        ord_lat[pair_order], ord_lon[pair_order], loc_lat[pair_loc], loc_lon[pair_loc]
-    )
+    # Costs per pair: explicit table, or distance -> zone -> rate card. Distances run to the
+    # ship-to point, or to the pickup store for transfers.
+    distance = arc_distance(ctx, pair_order, pair_loc)
     card = objective.rate_card
     zone = card.zone(distance)
-    if network.costs is not None:
+    if listed is not None:
         listed_pairs = pairs.join(
             arcs.group_by(["ord", "loc"]).agg(
                 pl.col("unit_cost").first(), pl.col("shipment_cost").first()
@@ -319,9 +347,13 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     else:
         unit_cost = card.unit_cost(zone)
         shipment_cost = card.parcel_cost(zone)
-        loc_code, ord_code = _country_codes(locs["country"], heads["country"])
-        a, b = ord_code[pair_order], loc_code[pair_loc]
-        cross = (a >= 0) & (b >= 0) & (a != b)
+        loc_country = _np(locs["country"])
+        ord_country = _np(heads["country"])
+        a, b = ord_country[pair_order], loc_country[pair_loc]
+        known = np.array([x is not None for x in a], dtype=bool) & np.array(
+            [x is not None for x in b], dtype=bool
+        )
+        cross = known & (a != b)
         shipment_cost = shipment_cost + card.cross_border_parcel * cross
     promised = heads["promised_days"].fill_null(-1).to_numpy().astype(np.int64)
     late_days = np.where(
@@ -331,21 +363,59 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     )
     unit_cost = unit_cost + objective.lateness_penalty * late_days
     shipment_cost = shipment_cost + objective.split_penalty
-    unit_cost = np.where(is_pickup, 0.0, unit_cost)
-    shipment_cost = np.where(is_pickup, 0.0, shipment_cost)
+    pref_unit, pref_ship, tie = pair_cost_terms(ctx, pair_order, pair_loc)
+    pref_unit, pref_ship, tie = (np.where(at_store, 0.0, v) for v in (pref_unit, pref_ship, tie))
+    unit_cost = np.where(at_store, 0.0, unit_cost + pref_unit)
+    shipment_cost = np.where(at_store, 0.0, shipment_cost + pref_ship + tie)
 
     # ---- arcs -> pairs -----------------------------------------------------------------------
     arcs = arcs.join(pairs.select("ord", "loc", "pair"), on=["ord", "loc"]).sort(["line", "loc"])
     arc_pair = _np(arcs["pair"]).astype(np.int64)
     arc_line = _np(arcs["line"]).astype(np.int64)
+    arc_cap = _np(arcs["cap"]).astype(np.int64)
 
-    capacity_units = _np(locs["capacity_units"].cast(pl.Float64).fill_null(np.inf))
-    capacity_shipments = _np(locs["capacity_shipments"].cast(pl.Float64).fill_null(np.inf))
-    if not rules.constraints.respect_capacity:
+    # ---- capacities, split caps, penalties -----------------------------------------------------
+    capacity_units = _np(locs["capacity_units"].cast(pl.Float64).fill_null(np.inf)).copy()
+    capacity_shipments = _np(locs["capacity_shipments"].cast(pl.Float64).fill_null(np.inf)).copy()
+    for override in cons.capacity:
+        hit = location_mask(override.where, ctx)
+        for target, setting in (
+            (capacity_units, override.units),
+            (capacity_shipments, override.shipments),
+        ):
+            if setting is not None:
+                target[hit] = np.inf if setting < 0 else float(setting)
+    if not cons.respect_capacity:
         capacity_units = np.full(n_loc, np.inf)
         capacity_shipments = np.full(n_loc, np.inf)
-    cap = rules.constraints.max_locations_per_order
+    cap = cons.max_locations_per_order
     max_locations = np.full(n_orders, n_loc if cap is None else min(cap, n_loc), dtype=np.int64)
+    for name, value in cons.max_locations_by_channel.items():
+        max_locations[_in(channel, (name,))] = min(value, n_loc)
+
+    order_backorder = objective.backorder_penalty * weight
+    for level, penalty in objective.backorder_penalty_by_priority.items():
+        order_backorder = np.where(priority == level, penalty, order_backorder)
+    for name, penalty in objective.backorder_penalty_by_channel.items():
+        order_backorder = np.where(_in(channel, (name,)), penalty, order_backorder)
+
+    limit_start, limit_arcs, limit_bound, limit_names = side_limits(
+        policy.limits,
+        pair_loc[arc_pair],
+        line_sku[arc_line],
+        channel.gather(line_order[arc_line]),
+        arc_cap,
+    )
+    meta: dict[str, Any] = {
+        "rules": ctx,
+        "exclusions": exclusions,
+        "stocked": stocked,
+        "free_ignoring_holds": free_ignoring_holds,
+        "pair_preference_unit": pref_unit,
+        "pair_preference_shipment": pref_ship,
+        "pair_tie_break": tie,
+        "limit_names": limit_names,
+    }
 
     return Problem(
         rules=rules,
@@ -353,8 +423,8 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
         location_kind=_np(locs["kind"]).astype(object),
         location_lat=loc_lat,
         location_lon=loc_lon,
-        location_capacity_units=capacity_units.astype(np.float64),
-        location_capacity_shipments=capacity_shipments.astype(np.float64),
+        location_capacity_units=np.asarray(capacity_units, dtype=np.float64),
+        location_capacity_shipments=np.asarray(capacity_shipments, dtype=np.float64),
         sku_ids=np.asarray(sku_ids, dtype=object),
         atp=atp,
         order_ids=_np(order_ids).astype(object),
@@ -373,7 +443,7 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
         line_sku=line_sku,
         line_qty=line_qty,
         line_ids=_np(lines["line_id"]).astype(object),
-        line_backorder_cost=objective.backorder_penalty * weight[line_order],
+        line_backorder_cost=order_backorder[line_order].astype(np.float64),
         pair_order=pair_order,
         pair_location=pair_loc,
         pair_unit_cost=unit_cost.astype(np.float64),
@@ -383,8 +453,12 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
         arc_line=arc_line,
         arc_pair=arc_pair,
         arc_location=pair_loc[arc_pair],
-        arc_cap=_np(arcs["cap"]).astype(np.int64),
+        arc_cap=arc_cap,
         arc_unit_cost=unit_cost[arc_pair].astype(np.float64),
         line_arc_start=_offsets(arc_line, n_lines),
         order_lines=lines.drop("row", "ord", "sku_i", "line"),
+        limit_start=limit_start,
+        limit_arcs=limit_arcs,
+        limit_bound=limit_bound,
+        meta=meta,
     )
