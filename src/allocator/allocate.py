@@ -80,7 +80,7 @@ def solve(
             rules.name,
             lower_bound=bound,
             seconds=time.perf_counter() - t0,
-            info={"solver": "highs", "solver_status": result.status, "fallback": "greedy"},
+            info={"solver": result.backend, "solver_status": result.status, "fallback": "greedy"},
         )
     status = Status.OPTIMAL if result.optimal else Status.TIME_LIMIT
     solution = result.solution
@@ -101,7 +101,7 @@ def solve(
         lower_bound=bound,
         seconds=time.perf_counter() - t0,
         info={
-            "solver": "highs",
+            "solver": result.backend,
             "solver_status": result.status,
             "build_seconds": result.build_seconds,
         },
