@@ -34,6 +34,11 @@ def _as_orders(orders: Orders | Order | list[Order]) -> Orders:
 
 
 def _resolve_rules(rules: RuleSet | str | Path | None, policy: str | None) -> RuleSet:
+    """The rule set named by ``rules`` or ``policy``.
+
+    ``"optimize"``, ``"greedy"`` and ``"baseline"`` are built in; any other name is a bundled
+    rule set (``rules/*.toml``, ``rules/peers/*.toml``) and a path is a rule file.
+    """
     if rules is not None and policy is not None:
         raise InputError("give either rules or policy, not both", source="policy")
     if isinstance(rules, RuleSet):
@@ -43,12 +48,11 @@ def _resolve_rules(rules: RuleSet | str | Path | None, policy: str | None) -> Ru
         return RuleSet()
     if str(name) in ("greedy", "baseline"):
         return RuleSet(name="greedy", strategy="greedy")
-    if str(name) in ("default", "optimize"):
-        return RuleSet(name=str(name))
-    from allocator.rules import load_rules  # type: ignore[attr-defined,unused-ignore]
+    if str(name) == "optimize":
+        return RuleSet(name="optimize")
+    from allocator.rules.load import load_rules
 
-    loaded: RuleSet = load_rules(name)
-    return loaded
+    return load_rules(name)
 
 
 def solve(
@@ -66,9 +70,9 @@ def solve(
     rules = problem.rules
     t0 = time.perf_counter()
     if rules.strategy == "greedy":
-        plan = greedy_baseline(problem)
-        plan.policy = rules.name
-        return plan
+        from allocator.policies import run_greedy
+
+        return run_greedy(problem)
     result = solve_exact(problem, time_limit=time_limit, seed=seed)
     bound = result.lower_bound
     if result.solution is None:
