@@ -170,26 +170,21 @@ class SQLTx:
         return {(r[0], r[1]): Totals(int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
 
     def lapsed(self, now: datetime, pairs: Sequence[Pair] | None = None) -> dict[Pair, int]:
+        # Start from the (small) set of lapsed open holds, found through a partial index.
         select = (
-            "SELECT l.location_id, l.sku, SUM(l.qty - l.shipped - l.released)"
-            " FROM holds h JOIN hold_lines l ON l.hold_id = h.hold_id"
-            " WHERE h.status = 'open' AND h.expires IS NOT NULL AND h.expires <= ? AND"
+            "SELECT location_id, sku, SUM(qty - shipped - released) FROM hold_lines"
+            " WHERE hold_id IN (SELECT hold_id FROM holds"
+            " WHERE status = 'open' AND expires IS NOT NULL AND expires <= ?) AND"
         )
         params: list[Any] = [self.to_time(now)]
-        out: dict[Pair, int] = {}
         if pairs is None:
-            rows = self.rows(f"{select} TRUE GROUP BY l.location_id, l.sku", params)
+            rows = self.rows(f"{select} TRUE GROUP BY location_id, sku", params)
         else:
             rows = []
             for part in chunks(sorted(set(pairs)), _CHUNK):
-                condition, extra = _pairs_filter(part, "l.")
-                rows += self.rows(
-                    f"{select} {condition} GROUP BY l.location_id, l.sku", params + extra
-                )
-        for location, sku, units in rows:
-            if units:
-                out[(location, sku)] = int(units)
-        return out
+                condition, extra = _pairs_filter(part)
+                rows += self.rows(f"{select} {condition} GROUP BY location_id, sku", params + extra)
+        return {(location, sku): int(units) for location, sku, units in rows if units}
 
     def inbound(
         self, pairs: Sequence[Pair] | None = None, due_by: date | None = None
@@ -291,22 +286,21 @@ class SQLTx:
         return KeyRecord(key, op, fingerprint, result, self.from_time(at))
 
     def known(self, locations: Collection[str], skus: Collection[str]) -> tuple[set[str], set[str]]:
-        found: list[set[str]] = []
-        for table, column, ids in (
-            ("locations", "location_id", sorted(set(locations))),
-            ("skus", "sku", sorted(set(skus))),
-        ):
-            have: set[str] = set()
-            for part in chunks(ids, _CHUNK):
-                marks = ", ".join(["?"] * len(part))
-                have.update(
-                    row[0]
-                    for row in self.rows(
-                        f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", part
-                    )
-                )
-            found.append(have)
-        return found[0], found[1]
+        found: tuple[set[str], set[str]] = (set(), set())
+        ids = [(0, loc) for loc in sorted(set(locations))] + [(1, sku) for sku in sorted(set(skus))]
+        for part in chunks(ids, _CHUNK):
+            locs = [value for kind, value in part if kind == 0] or [""]
+            names = [value for kind, value in part if kind == 1] or [""]
+            rows = self.rows(
+                "SELECT 0, location_id FROM locations"
+                f" WHERE location_id IN ({', '.join(['?'] * len(locs))})"
+                " UNION ALL SELECT 1, sku FROM skus"
+                f" WHERE sku IN ({', '.join(['?'] * len(names))})",
+                [*locs, *names],
+            )
+            for kind, value in rows:
+                found[int(kind)].add(value)
+        return found
 
     def lock_holds(self, order_id: str | None, lapsed_at: datetime) -> list[Hold]:
         # One statement, so that PostgreSQL locks the rows in one fixed (creation) order.

@@ -83,7 +83,8 @@ class Position:
     """The stock of one SKU at one location, as the ledger sees it now.
 
     ``reserved`` leaves out holds whose time-to-live elapsed; ``available`` is the ATP,
-    ``max(0, on_hand - reserved - safety_stock)``.
+    ``max(0, on_hand - reserved - safety_stock)`` (plus expected receipts due by the day asked
+    for, from :meth:`Ledger.positions` with ``as_of``).
     """
 
     location_id: str
@@ -998,14 +999,34 @@ class Ledger:
         with self._store.read() as reader:
             totals = reader.totals([pair]).get(pair, Totals())
             lapsed = reader.lapsed(now, [pair]).get(pair, 0) if totals.reserved else 0
-        return Position(
-            location_id=location,
-            sku=sku,
-            on_hand=totals.on_hand,
-            reserved=totals.reserved - lapsed,
-            inbound=totals.inbound,
-            safety_stock=totals.safety_stock,
-            available=_atp(totals, lapsed),
+        return _position(pair, totals, lapsed, 0)
+
+    def positions(self, *, as_of: date | None = None) -> tuple[Position, ...]:
+        """The stock of every position, sorted by location and SKU.
+
+        Parameters
+        ----------
+        as_of
+            Look forward: ``available`` also counts expected receipts due by this day.
+
+        Returns
+        -------
+        tuple of Position
+            One per position the ledger has seen.
+        """
+        day = None if as_of is None else check_date(as_of, "as_of")
+        now = self._now()
+        due: dict[Pair, int] = {}
+        with self._store.read() as reader:
+            totals = reader.totals()
+            lapsed = reader.lapsed(now)
+            if day is not None:
+                for row in reader.inbound(due_by=day):
+                    pair = (row.location_id, row.sku)
+                    due[pair] = due.get(pair, 0) + row.outstanding
+        return tuple(
+            _position(pair, totals[pair], lapsed.get(pair, 0), due.get(pair, 0))
+            for pair in sorted(totals)
         )
 
     def available(self, sku: str, location: str, *, as_of: date | None = None) -> int:
@@ -1049,18 +1070,14 @@ class Ledger:
         """
         import polars as pl
 
-        now = self._now()
-        with self._store.read() as reader:
-            totals = reader.totals()
-            lapsed = reader.lapsed(now)
-        pairs = sorted(totals)
+        rows = self.positions()
         return pl.DataFrame(
             {
-                "location_id": [p[0] for p in pairs],
-                "sku": [p[1] for p in pairs],
-                "on_hand": [totals[p].on_hand for p in pairs],
-                "reserved": [totals[p].reserved - lapsed.get(p, 0) for p in pairs],
-                "safety_stock": [totals[p].safety_stock for p in pairs],
+                "location_id": [p.location_id for p in rows],
+                "sku": [p.sku for p in rows],
+                "on_hand": [p.on_hand for p in rows],
+                "reserved": [p.reserved for p in rows],
+                "safety_stock": [p.safety_stock for p in rows],
             },
             schema={
                 "location_id": pl.String,
@@ -1141,6 +1158,18 @@ class Ledger:
                 problems.append(f"{where}: impossible totals {stored.as_tuple()}")
         problems.extend(self._store.integrity_problems())
         return problems
+
+
+def _position(pair: Pair, totals: Totals, lapsed: int, due: int) -> Position:
+    return Position(
+        location_id=pair[0],
+        sku=pair[1],
+        on_hand=totals.on_hand,
+        reserved=totals.reserved - lapsed,
+        inbound=totals.inbound,
+        safety_stock=totals.safety_stock,
+        available=_atp(totals, lapsed, due),
+    )
 
 
 def _hold_problem(hold: Hold) -> str:

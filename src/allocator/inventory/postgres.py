@@ -162,7 +162,7 @@ class _PostgresTx(SQLTx):
     def append(self, entries: Sequence[Entry]) -> list[Entry]:
         if not entries:
             return []
-        cursor = self.cursor
+        cursor = self.cursor.connection.cursor()  # its own cursor: it must own the results
         cursor.executemany(
             self.sql(self.INSERT_ENTRY), [self.entry_params(e) for e in entries], returning=True
         )
@@ -232,9 +232,11 @@ class PostgresStore(Store):
 
     @contextmanager
     def read(self) -> Iterator[ReadTx]:
+        # Pipeline mode sends queued statements together and waits only when a result is
+        # needed: on a slow network that saves most round trips.
         with self._lock:
             self._check_open()
-            with self._conn.transaction():
+            with self._conn.pipeline(), self._conn.transaction():
                 self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield _PostgresTx(self._conn.cursor())
 
@@ -244,7 +246,7 @@ class PostgresStore(Store):
             try:
                 with self._lock:
                     self._check_open()
-                    with self._conn.transaction():
+                    with self._conn.pipeline(), self._conn.transaction():
                         return body(_PostgresTx(self._conn.cursor()))
             except self._transient as error:
                 problem: Exception = error
