@@ -1,0 +1,91 @@
+"""Side-by-side runs of several policies on one instance (``docs/policies.md``).
+
+Every policy compiles its own rule set (eligibility, stock policy, constraints differ) over the
+same network and orders; all bundled peer policies extend ``default``, so every plan is priced
+with the same cost model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import polars as pl
+
+from allocator.allocate import _resolve_rules, solve
+from allocator.model import Network, Orders
+from allocator.plan import check_feasible
+from allocator.problem import compile_problem
+
+__all__ = ["compare_policies", "markdown_table"]
+
+
+def compare_policies(
+    network: Network,
+    orders: Orders,
+    policies: Sequence[str],
+    *,
+    time_limit: float | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Run each policy (bundled name or rule file) and tabulate the results.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per policy: policy, status, cost, unit, shipment, backorder, rejection,
+        shipments, split_orders, units_backordered, orders_rejected, lower_bound, gap, seconds,
+        feasible.
+    """
+    rows = []
+    for name in policies:
+        rules = _resolve_rules(None, name)
+        problem = compile_problem(network, orders, rules)
+        plan = solve(problem, time_limit=time_limit, seed=seed)
+        s = plan.summary()
+        rows.append(
+            {
+                "policy": name,
+                "status": s.status,
+                "cost": s.cost.total,
+                "unit": s.cost.unit,
+                "shipment": s.cost.shipment,
+                "backorder": s.cost.backorder,
+                "rejection": s.cost.rejection,
+                "shipments": s.shipments,
+                "split_orders": s.split_orders,
+                "units_backordered": s.units_backordered,
+                "orders_rejected": s.orders_rejected,
+                "lower_bound": s.lower_bound,
+                "gap": s.gap,
+                "seconds": s.seconds,
+                "feasible": not check_feasible(problem, plan.solution),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def markdown_table(table: pl.DataFrame, *, reference: str | None = None) -> str:
+    """A markdown table of :func:`compare_policies`, with cost relative to ``reference``."""
+    ref = None
+    if reference is not None:
+        hit = table.filter(pl.col("policy") == reference)
+        ref = float(hit["cost"][0]) if hit.height else None
+    head = (
+        "| policy | status | total cost | vs optimiser | shipping | backorder + rejection "
+        "| shipments | split orders | units backordered | orders rejected | seconds |"
+    )
+    out = [head, "|" + "---|" * 11]
+    for r in table.iter_rows(named=True):
+        rel = "" if ref is None or ref <= 0 else f"{(r['cost'] - ref) / ref:+.1%}"
+        gap = r.get("gap")
+        status = r["status"] + (
+            f" (gap {gap:.2%})" if gap is not None and math.isfinite(gap) and gap > 0 else ""
+        )
+        out.append(
+            f"| {r['policy']} | {status} | {r['cost']:,.2f} | {rel} "
+            f"| {r['unit'] + r['shipment']:,.2f} | {r['backorder'] + r['rejection']:,.2f} "
+            f"| {r['shipments']:,} | {r['split_orders']:,} | {r['units_backordered']:,} "
+            f"| {r['orders_rejected']:,} | {r['seconds']:.1f} |"
+        )
+    return "\n".join(out) + "\n"
