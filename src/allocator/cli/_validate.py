@@ -39,4 +39,27 @@ def run(args: argparse.Namespace) -> int:
             f"{problem.n_orders} orders, {problem.n_lines} lines, "
             f"{problem.n_pairs} candidate shipments"
         )
+        if rules is not None:
+            _print_rule_effects(problem)
     return 0
+
+
+def _print_rule_effects(problem: object) -> None:
+    """How the rules bite on this data: exclusions per rule, side limits."""
+    from allocator.problem import Problem
+    from allocator.rules.compile import RuleContext
+
+    assert isinstance(problem, Problem)
+    ctx = problem.meta.get("rules")
+    exclusions = problem.meta.get("exclusions")
+    if not isinstance(ctx, RuleContext) or exclusions is None:
+        return
+    names = ctx.reason_names
+    counts = exclusions.unique(["ord", "loc", "reason"]).group_by("reason").len().sort("reason")
+    for reason, n in counts.iter_rows():
+        print(f"  {names[reason]}: excludes {n} (order, location) pairs that hold stock")
+    for rule in ctx.rules.eligibility:
+        if f"eligibility.{rule.name}" not in {names[r] for r in counts["reason"].to_list()}:
+            print(f"  eligibility.{rule.name}: excludes nothing on this data")
+    if problem.n_limits:
+        print(f"  {problem.n_limits} ring-fence / exposure limits can bind")

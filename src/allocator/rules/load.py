@@ -297,6 +297,13 @@ def _describe(error: Mapping[str, Any]) -> str:
     msg = msg.removeprefix("Value error, ")
     if msg.startswith("Input should be "):
         msg = "expected " + msg.removeprefix("Input should be ")
+        for words, sign in (
+            ("greater than or equal to", ">="),
+            ("less than or equal to", "<="),
+            ("greater than", ">"),
+            ("less than", "<"),
+        ):
+            msg = msg.replace(f"expected {words} ", f"expected a value {sign} ")
     if kind not in ("value_error", "assertion_error") and "input" in error:
         got = error["input"]
         if not isinstance(got, dict | list):
