@@ -173,3 +173,35 @@ def test_exact_result_bound_never_above_optimum_on_fctp() -> None:
     problem = compile_problem(network, orders, RuleSet(objective=Objective(rejection_penalty=1e4)))
     result = solve_exact(problem, time_limit=0.5)
     assert result.lower_bound <= 40258 + 1e-6
+
+
+def test_fractional_units_are_repaired_to_integral_vertex() -> None:
+    import numpy as np
+    from ortools.linear_solver.python import model_builder_helper as mbh
+
+    from allocator.solvers.exact import _integral_units, build_milp
+
+    locations = pl.DataFrame(
+        {"location_id": ["A", "B"], "lat": [40.0, 41.0], "lon": [-75.0, -75.0]}
+    )
+    stock = pl.DataFrame({"location_id": ["A", "B"], "sku": ["x", "x"], "on_hand": [3, 3]})
+    orders = pl.DataFrame(
+        {"order_id": ["o"], "sku": ["x"], "qty": [3], "lat": [40.0], "lon": [-75.0]}
+    )
+    problem = compile_problem(Network.from_frames(locations, stock), Orders.from_frame(orders))
+    model = build_milp(problem)
+    assert not model.integer[: len(model.x_arcs)].any()  # units are continuous (TU rows)
+    ox, oy, ob, _ = model.offsets
+    values = np.zeros(model.n_vars)
+    values[ox:oy] = [1.5, 1.5]  # a feasible but fractional split over both open locations
+    values[oy:ob] = 1.0
+    builder = mbh.ModelBuilderHelper()
+    builder.fill_model_from_sparse_data(
+        model.lower, model.upper, model.objective, model.row_lower, model.row_upper, model.matrix
+    )
+    for index in np.flatnonzero(model.integer).tolist():
+        builder.set_var_integrality(index, True)
+    repaired = _integral_units(builder, model, values, "scip")
+    assert np.allclose(repaired[ox:oy], np.rint(repaired[ox:oy]))
+    assert repaired[ox:oy].sum() == 3
+    assert model.objective @ repaired <= model.objective @ values + 1e-9

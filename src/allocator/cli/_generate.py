@@ -15,7 +15,9 @@ def register(sub: Any) -> None:
     p.add_argument("--skus", type=int, required=True, metavar="S", help="number of SKUs")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (default 0)")
     p.add_argument("--days", type=int, default=30, help="days of order history (default 30)")
-    p.add_argument("--region", default="us", choices=("us", "eu"), help="geography (default us)")
+    p.add_argument(
+        "--region", default="us", choices=("us", "ca", "na", "eu"), help="geography (default us)"
+    )
     p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
