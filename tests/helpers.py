@@ -92,7 +92,9 @@ def small_instances(draw: st.DrawFn, max_lines: int = 4) -> tuple[Network, Order
         }
         line_skus = draw(st.lists(st.sampled_from(skus), min_size=k, max_size=k, unique=True))
         for s in line_skus:
-            rows.append({"order_id": f"O{order}", "sku": s, "qty": draw(st.integers(1, 2)), **flags})
+            rows.append(
+                {"order_id": f"O{order}", "sku": s, "qty": draw(st.integers(1, 2)), **flags}
+            )
         order += 1
     network = Network.from_frames(locations, pl.DataFrame(stock_rows))
     return network, Orders.from_frame(pl.DataFrame(rows))
