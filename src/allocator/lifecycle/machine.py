@@ -226,14 +226,15 @@ def _rows() -> dict[tuple[State, Event], tuple[State, ...]]:
     for state in _SOURCED:
         rows[(state, _E.CANCEL)] = (_S.CANCELLED, *_SOURCED)
         rows[(state, _E.CHANGE_QUANTITY)] = _SOURCED
+    rows[(_S.BACKORDERED, _E.CANCEL)] = (_S.CANCELLED, _S.BACKORDERED)
+    for state in (_S.PARTIALLY_ALLOCATED, _S.BACKORDERED):
         rows[(state, _E.FILL_BACKORDER)] = _SOURCED
     for state in _RESERVED:
-        rows[(state, _E.RELEASE)] = (_S.RELEASED, *_RESERVED)
+        rows[(state, _E.RELEASE)] = (_S.RELEASED, state)
         rows[(state, _E.LOCATION_REJECT)] = (_S.CANCELLED, *_SOURCED)
     for state in (_S.RELEASED, _S.PICKED):
-        rows[(state, _E.RELEASE)] = (_S.PICKED, _S.RELEASED)
         rows[(state, _E.LOCATION_REJECT)] = (_S.CANCELLED, _S.PICKED, _S.RELEASED, *_SOURCED)
-        rows[(state, _E.FILL_BACKORDER)] = (_S.PICKED, _S.RELEASED, *_RESERVED)
+        rows[(state, _E.FILL_BACKORDER)] = _RESERVED
     for state in (*_RESERVED, _S.RELEASED, _S.PICKED, _S.PARTIALLY_SHIPPED):
         rows[(state, _E.SHIP)] = (_S.SHIPPED, _S.PARTIALLY_SHIPPED)
     rows[(_S.PARTIALLY_SHIPPED, _E.RELEASE)] = (_S.PARTIALLY_SHIPPED,)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -511,39 +511,121 @@ def capture_record(
     )
 
 
+#: Position of each bucket in the working list of :func:`_apply_changes`.
+_SLOT = {
+    Bucket.ALLOCATED: 0,
+    Bucket.RELEASED: 1,
+    Bucket.PICKED: 2,
+    Bucket.SHIPPED: 3,
+    Bucket.ORDERED: 4,
+    Bucket.BACKORDERED: 5,
+    Bucket.DELIVERED: 6,
+    Bucket.CANCELLED: 7,
+    Bucket.RETURN_REQUESTED: 8,
+    Bucket.RETURNED: 9,
+}
+
+
+def _sound(line: LineRecord) -> bool:
+    """Whether a line keeps its invariants (a fast check; :meth:`LineRecord.problems` says why)."""
+    if (
+        line.ordered < 0
+        or line.backordered < 0
+        or line.delivered < 0
+        or line.cancelled < 0
+        or line.return_requested < 0
+        or line.returned < 0
+    ):
+        return False
+    allocated, released, picked = line.allocated, line.released, line.picked
+    for counts in (allocated, released, picked, line.shipped):
+        for units in counts.values():
+            if units < 0:
+                return False
+    for loc, units in released.items():
+        if units > allocated.get(loc, 0):
+            return False
+    for loc, units in picked.items():
+        if units > released.get(loc, 0):
+            return False
+    shipped = sum(line.shipped.values())
+    return (
+        line.ordered - line.cancelled - shipped - sum(allocated.values()) - line.backordered >= 0
+        and line.delivered <= shipped
+        and line.returned + line.return_requested <= line.delivered
+    )
+
+
 def _apply_changes(lines: tuple[LineRecord, ...], changes: Sequence[Change]) -> list[LineRecord]:
     by_line: dict[str, list[Change]] = {}
     for change in changes:
         by_line.setdefault(change.line_id, []).append(change)
     out = []
-    known = {line.line_id for line in lines}
-    for line_id in by_line:
-        if line_id not in known:
-            raise InputError(f"no line {line_id!r}", source="changes", column="line_id")
+    seen = 0
     for line in lines:
         mine = by_line.get(line.line_id)
-        if not mine:
+        if mine is None:
             out.append(line)
             continue
-        located: dict[str, dict[str, int]] = {}
-        scalars: dict[str, int] = {}
+        seen += 1
+        slots: list[Any] = [
+            line.allocated,
+            line.released,
+            line.picked,
+            line.shipped,
+            line.ordered,
+            line.backordered,
+            line.delivered,
+            line.cancelled,
+            line.return_requested,
+            line.returned,
+        ]
+        copied = [False, False, False, False]
         for change in mine:
-            name = change.bucket.value
-            if change.bucket in _LOCATED:
-                if change.location_id is None:
-                    raise InputError(f"{name} changes need a location", source="changes")
-                counts = located.setdefault(name, dict(getattr(line, name)))
-                counts[change.location_id] = counts.get(change.location_id, 0) + change.qty
+            slot = _SLOT[change.bucket]
+            if slot < 4:
+                loc = change.location_id
+                if loc is None:
+                    raise InputError(
+                        f"{change.bucket.value} changes need a location", source="changes"
+                    )
+                if not copied[slot]:
+                    slots[slot] = dict(slots[slot])
+                    copied[slot] = True
+                counts = slots[slot]
+                units = counts.get(loc, 0) + change.qty
+                if units:
+                    counts[loc] = units
+                else:
+                    counts.pop(loc, None)
             else:
-                scalars[name] = scalars.get(name, getattr(line, name)) + change.qty
-        update: dict[str, Any] = dict(scalars)
-        for name, counts in located.items():
-            update[name] = _counts(counts)
-        new = replace(line, **update)
-        problems = new.problems()
-        if problems:
-            raise InputError(f"line {line.line_id!r}: " + "; ".join(problems), source="changes")
+                slots[slot] += change.qty
+        for slot in range(4):
+            if copied[slot]:
+                slots[slot] = dict(sorted(slots[slot].items()))
+        new = LineRecord(
+            line.line_id,
+            line.sku,
+            slots[4],
+            line.unit_price,
+            slots[0],
+            slots[1],
+            slots[2],
+            slots[3],
+            slots[5],
+            slots[6],
+            slots[7],
+            slots[8],
+            slots[9],
+        )
+        if not _sound(new):
+            problems = "; ".join(new.problems())
+            raise InputError(f"line {line.line_id!r}: {problems}", source="changes")
         out.append(new)
+    if seen != len(by_line):
+        known = {line.line_id for line in lines}
+        unknown = next(lid for lid in by_line if lid not in known)
+        raise InputError(f"no line {unknown!r}", source="changes", column="line_id")
     return out
 
 

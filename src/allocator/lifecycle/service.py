@@ -544,7 +544,9 @@ class Lifecycle:
                 )
             record = existing
         if allocate and record.state is State.CREATED:
-            return self.allocate(order.order_id, key=None if key is None else f"{key}/allocate")
+            return self.allocate(
+                order.order_id, key=None if key is None else f"{key}/allocate", actor=actor
+            )
         return record
 
     def place(
@@ -1229,7 +1231,11 @@ class Lifecycle:
         if disposition not in ("restock", "write_off"):
             raise InputError("expected 'restock' or 'write_off'", source="disposition")
         original = self.get(order_id)
-        new_id = replacement_id or f"{order_id}-x{len(original.replacements) + 1}"
+        prior = original.entry_for_key(key) if key is not None else None
+        if prior is not None and "replacement" in prior.details:
+            new_id = replacement_id or str(prior.details["replacement"])
+        else:
+            new_id = replacement_id or f"{order_id}-x{len(original.replacements) + 1}"
         replacement = original.order.model_copy(
             update={"order_id": new_id, "lines": tuple(new_lines), "created_at": None}
         )
