@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,6 +166,26 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def reusable_url(self) -> Callable[[], str]:
+        """A factory of URLs to one schema, emptied at every call (its ledger must be closed)."""
+        import psycopg
+
+        url = self.fresh_url()
+        created = False
+
+        def next_url() -> str:
+            nonlocal created
+            if created:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(
+                        "TRUNCATE locations, skus, totals, entries, holds, hold_lines, inbound,"
+                        " idempotency RESTART IDENTITY"
+                    )
+            created = True
+            return url
+
+        return next_url
 
     def fresh_url(self) -> str:
         """A URL for a new, empty schema (so every test starts from an empty ledger)."""

@@ -212,9 +212,13 @@ class PostgresStore(Store):
         self._closed = False
         self._conn: Any = self._open_connection()
         with self._conn.transaction():
+            # One opener at a time creates the schema; later ones find it and take no locks
+            # that writers would wait for.
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [_SCHEMA_LOCK])
-            for statement in SCHEMA:
-                self._conn.execute(statement)
+            found = self._conn.execute("SELECT to_regclass('allocator_meta')").fetchone()[0]
+            if found is None:
+                for statement in SCHEMA:
+                    self._conn.execute(statement)
 
     def _open_connection(self) -> Any:
         conn = self._psycopg.connect(self._url, autocommit=True)

@@ -43,11 +43,6 @@ _KINDS = (
 _STATUSES = "'open', 'shipped', 'released', 'expired'"
 
 SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) STRICT;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1');
 CREATE TABLE IF NOT EXISTS locations (location_id TEXT PRIMARY KEY) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS skus (sku TEXT PRIMARY KEY) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals (
@@ -123,9 +118,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     at TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
 """
-"""The SQLite schema (created on first open)."""
+"""The SQLite schema (created on first open; ``PRAGMA user_version`` records its version)."""
 
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_SCHEMA_VERSION = 1
 
 
 class _SQLiteTx(SQLTx):
@@ -196,11 +192,14 @@ class SQLiteStore(Store):
             raise LedgerError(f"SQLite refused WAL mode for {self.path!r} (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION:
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in SCHEMA.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
