@@ -791,7 +791,9 @@ def _decide(
     unit, ship, distance = _pair_costs(order, view, index, cand)
     committed = committed_mask_full[cand]
     max_new = max(0, index.max_locations - int(committed.sum()))
-    capacity_binds = bool(np.any(index.capacity_units[cand] < view.units))
+    # A capacity can only bind where the location could supply more units of this order.
+    could_supply = np.minimum(atp, view.demand[:, None]).sum(axis=0)
+    capacity_binds = bool(np.any(index.capacity_units[cand] < could_supply))
     choice: _Choice | None = None
     method: Literal["enumeration", "milp"] = "enumeration"
     if not capacity_binds:
