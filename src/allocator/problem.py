@@ -303,7 +303,7 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
         a_ord,
         a_loc,
         _np(arcs["sku_i"]).astype(np.int64),
-        arc_distance(ctx, a_ord, a_loc),
+        None,
         None if listed is None else _np(arcs["unit_cost"].is_not_null()).astype(bool),
     )
     arcs = arcs.with_columns(pl.Series("reason", reason))

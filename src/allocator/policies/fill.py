@@ -283,10 +283,15 @@ class _Engine:
                 avail[i, k - l0] = min(
                     float(self.atp[loc, self.line_sku[k]]), self.room(a), self.cap_units[loc]
                 )
+        # Sets of one: the best-ranked location that covers everything (its key is the set's).
+        for i in range(m):
+            if all(avail[i, j] >= need[j] for j in range(l1 - l0)):
+                self.line_fill(o, [ranked[i]], pair_keys, need, journal, opened)
+                return True
         qty = np.asarray(need, dtype=np.float64)
         keys = np.array([pair_keys[q] for q in ranked], dtype=np.float64)
         top = min(self.g.max_set_size, self.max_locs[o], m)
-        for size in range(1, top + 1):
+        for size in range(2, top + 1):
             pool = m
             while pool > size and math.comb(pool, size) > SET_BUDGET:
                 pool -= 1

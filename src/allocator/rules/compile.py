@@ -261,12 +261,13 @@ def arc_exclusions(
     ord_: IntArray,
     loc: IntArray,
     sku: IntArray,
-    distance: FloatArray,
+    distance: FloatArray | None = None,
     listed: BoolArray | None = None,
 ) -> npt.NDArray[np.int32]:
     """The first reason that excludes each (order, location, SKU) combination; -1 if none.
 
-    Reason codes index :attr:`RuleContext.reason_names`.
+    Reason codes index :attr:`RuleContext.reason_names`. ``distance`` (km to the destination)
+    is computed when a distance rule needs it and it is not given.
     """
     rules = ctx.rules
     n = len(ord_)
@@ -307,6 +308,8 @@ def arc_exclusions(
             hit = applies & known & (a != b)
         else:
             assert rule.max_distance_km is not None
+            if distance is None:
+                distance = arc_distance(ctx, ord_, loc)
             with np.errstate(invalid="ignore"):
                 hit = applies & np.isfinite(distance) & (distance > rule.max_distance_km)
         mark(hit, len(BUILTIN_REASONS) + i)
