@@ -230,15 +230,10 @@ def _subproblem(p: Problem, o: int, solution: Solution, skip_pairs: IntArray) ->
                 members.extend(mine.tolist())
                 starts.append(len(members))
                 bounds.append(max(0.0, float(p.limit_bound[i] - usage[i])))
-    sub = Problem(
-        rules=p.rules,
-        location_ids=p.location_ids,
-        location_kind=p.location_kind,
-        location_lat=p.location_lat,
-        location_lon=p.location_lon,
+    sub = dataclasses.replace(
+        p,
         location_capacity_units=np.maximum(0.0, p.location_capacity_units - loc_units),
         location_capacity_shipments=np.maximum(0.0, p.location_capacity_shipments - loc_ships),
-        sku_ids=p.sku_ids,
         atp=atp,
         order_ids=p.order_ids[o : o + 1],
         order_priority=p.order_priority[o : o + 1],

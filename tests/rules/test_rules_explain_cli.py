@@ -131,12 +131,18 @@ def test_cli_validate_a_rule_file_alone_and_against_data(
     assert "constraints.max_locations_per_order" in err
 
 
-def test_every_peer_policy_runs_through_the_cli_on_a_generated_instance(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("instance", ["generated", "demo"])
+def test_every_peer_policy_runs_through_the_cli(
+    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     generate = pytest.importorskip("allocator.generate")
-    instance = generate.generate(300, 12, 150, seed=7)
-    folder = generate.write(instance, tmp_path / "inst")
+    if instance == "demo":
+        from allocator.demo_data import default_instance
+
+        data = default_instance()
+    else:  # allocator generate --orders 300 --locations 12 --skus 150 --seed 7
+        data = generate.generate(300, 12, 150, seed=7)
+    folder = generate.write(data, tmp_path / "inst")
     capsys.readouterr()
     for policy in PEER_POLICIES:
         out = tmp_path / policy
