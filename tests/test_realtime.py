@@ -94,7 +94,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
 
 
-@settings(max_examples=60)
+@settings(max_examples=40)
 @given(case=cases())
 def test_same_optimal_cost_as_allocate(case: tuple[Network, Order, RuleSet]) -> None:
     network, order, rules = case

@@ -127,7 +127,7 @@ def _state(book: Lifecycle) -> dict[str, str]:
     return {r.order_id: r.to_json() for r in book.records()}
 
 
-@settings(max_examples=50)
+@settings(max_examples=40)
 @given(orders=st.lists(_orders, min_size=1, max_size=3), data=st.data())
 def test_random_event_sequences(
     orders: list[tuple[list[tuple[str, int]], bool, bool, int]],
