@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,12 @@ def test_refused_transition_names_state_and_event() -> None:
 
 
 def _record() -> OrderRecord:
-    return capture_record(order("o1", ("A", 2, 9.99), ("B", 1)), START, key="c")
+    placed = datetime(2026, 3, 1, 23, 59, 59, 123456)
+    return capture_record(
+        order("o1", ("A", 2, 9.99), ("B", 1, 0.1), created_at=placed, customer_id="c"),
+        START,
+        key="c",
+    )
 
 
 def test_apply_never_modifies_its_input() -> None:

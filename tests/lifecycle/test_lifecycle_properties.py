@@ -19,7 +19,7 @@ from lifecycle_support import (
 from allocator import OrderLine
 from allocator.errors import AllocatorError
 from allocator.inventory import open_ledger
-from allocator.lifecycle import TERMINAL, Lifecycle, replay
+from allocator.lifecycle import TERMINAL, Lifecycle, OrderRecord, replay
 
 NETWORK = network()
 ORDER_IDS = ("o1", "o2", "o3")
@@ -173,5 +173,6 @@ def test_random_event_sequences(
             assert reserved_by_ledger(ledger) == allocated_by_orders(book.records())
             for record in book.records():
                 assert replay(record.history, record.order) == record
+                assert OrderRecord.from_json(record.to_json()) == record
                 for line in record.lines:
                     assert line.problems() == []
