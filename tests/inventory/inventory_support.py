@@ -31,6 +31,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 settings.register_profile(
     "inventory-ci",
     deadline=None,
+    derandomize=True,  # as the project's "ci" profile: the same examples on every CI run
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -129,7 +130,7 @@ class PostgresServer:
             **extra,
         )
 
-    def start(self) -> None:
+    def initdb(self) -> None:
         initdb = self._run(
             str(self.bin_dir / "initdb"),
             "-D",
@@ -143,6 +144,8 @@ class PostgresServer:
         )
         if initdb.returncode:
             raise RuntimeError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
+
+    def start(self) -> None:
         options = (
             f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=off -c synchronous_commit=off"
             " -c full_page_writes=off -c max_connections=80 -c shared_buffers=32MB"
@@ -203,9 +206,12 @@ def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = find_postgres_bin()
     if bin_dir is None:
         raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found")
-    root = Path(tempfile.mkdtemp(prefix="allocator-pg-"))
+    as_root = os.geteuid() == 0
+    # As root the server runs as another user, who must be able to reach the folder: /tmp is
+    # world-searchable, a private TMPDIR may not be.
+    root = Path(tempfile.mkdtemp(prefix="allocator-pg-", dir="/tmp" if as_root else None))
     uid = gid = None
-    if os.geteuid() == 0:
+    if as_root:
         for name in ("postgres", "nobody"):
             try:
                 entry = pwd.getpwnam(name)
@@ -218,7 +224,15 @@ def postgres_server() -> Iterator[PostgresServer]:
         os.chown(root, uid, gid)
     server = PostgresServer(bin_dir=bin_dir, root=root, port=free_port(), uid=uid, gid=gid)
     try:
-        server.start()
+        server.initdb()
+        for attempt in range(3):  # another process may take the free port before the server
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                server.port = free_port()
         yield server
     finally:
         with contextlib.suppress(Exception):
