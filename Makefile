@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/allocator demo
 
+LINT_DIRS := $(wildcard src tests benchmarks notebooks)
+
 lint: install
-	$(BIN)/ruff check src tests benchmarks notebooks
-	$(BIN)/ruff format --check src tests benchmarks notebooks
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: install
 	$(BIN)/mypy
