@@ -13,13 +13,13 @@ import warnings
 from collections.abc import Sequence
 
 from allocator import __version__
-from allocator.cli import _allocate, _demo, _explain, _generate, _validate
+from allocator.cli import _allocate, _demo, _explain, _generate, _simulate, _validate
 from allocator.errors import AllocatorError, InputError
 
 __all__ = ["console_main", "main"]
 
 #: Each command module has ``register(subparsers)`` which adds its parser and sets ``func``.
-COMMANDS = (_demo, _generate, _validate, _allocate, _explain)
+COMMANDS = (_demo, _generate, _validate, _allocate, _explain, _simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
