@@ -26,7 +26,12 @@ from allocator.inventory._types import (
     Totals,
 )
 
-__all__ = ["SQLTx"]
+__all__ = ["KINDS_SQL", "STATUSES_SQL", "SQLTx"]
+
+KINDS_SQL = ", ".join(f"'{kind.value}'" for kind in EntryKind)
+"""The entry kinds, as a SQL list for CHECK constraints."""
+STATUSES_SQL = ", ".join(f"'{status.value}'" for status in HoldStatus)
+"""The hold statuses, as a SQL list for CHECK constraints."""
 
 _CHUNK = 400  # rows per IN (...) list: well below both databases' parameter limits
 
@@ -105,25 +110,30 @@ class SQLTx:
 
     def _hold_rows(self, rows: list[Row]) -> list[Hold]:
         """Turn hold rows (in order) into holds, loading their lines."""
-        if not rows:
-            return []
-        lines: dict[str, list[HoldLine]] = {str(row[0]): [] for row in rows}
-        ids = list(lines)
-        for part in chunks(ids, _CHUNK):
+        lines: dict[str, list[HoldLine]] = {}
+        for part in chunks([str(row[0]) for row in rows], _CHUNK):
             marks = ", ".join(["?"] * len(part))
-            for hold_id, sku, location, qty, shipped, released in self.rows(
-                "SELECT hold_id, sku, location_id, qty, shipped, released FROM hold_lines"
-                f" WHERE hold_id IN ({marks}) ORDER BY hold_id, line",
-                part,
-            ):
-                lines[hold_id].append(
-                    HoldLine(sku, location, int(qty), int(shipped), int(released))
-                )
+            self._add_lines(lines, f" WHERE hold_id IN ({marks})", part)
+        return self._holds(rows, lines)
+
+    def _add_lines(
+        self, lines: dict[str, list[HoldLine]], where: str, params: Sequence[Any] = ()
+    ) -> None:
+        for hold_id, sku, location, qty, shipped, released in self.rows(
+            "SELECT hold_id, sku, location_id, qty, shipped, released FROM hold_lines"
+            f"{where} ORDER BY hold_id, line",
+            params,
+        ):
+            lines.setdefault(hold_id, []).append(
+                HoldLine(sku, location, int(qty), int(shipped), int(released))
+            )
+
+    def _holds(self, rows: list[Row], lines: dict[str, list[HoldLine]]) -> list[Hold]:
         return [
             Hold(
                 hold_id=hold_id,
                 order_id=order_id,
-                lines=tuple(lines[hold_id]),
+                lines=tuple(lines.get(hold_id, ())),
                 status=HoldStatus(status),
                 created=self.from_time(created),
                 expires=None if expires is None else self.from_time(expires),
@@ -208,9 +218,7 @@ class SQLTx:
         )
         return self._hold_rows(rows)
 
-    def entries(
-        self, order_id: str | None = None, key: str | None = None, limit: int | None = None
-    ) -> list[Entry]:
+    def entries(self, order_id: str | None = None, key: str | None = None) -> list[Entry]:
         conditions, params = ["TRUE"], []
         if order_id is not None:
             conditions.append("order_id = ?")
@@ -218,10 +226,8 @@ class SQLTx:
         if key is not None:
             conditions.append("key = ?")
             params.append(key)
-        tail = "" if limit is None else f" LIMIT {int(limit)}"
         rows = self.rows(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {' AND '.join(conditions)}"
-            f" ORDER BY seq{tail}",
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE {' AND '.join(conditions)} ORDER BY seq",
             params,
         )
         return [self._entry(row) for row in rows]
@@ -254,25 +260,11 @@ class SQLTx:
         return {sku: (int(shipped), int(returned)) for sku, shipped, returned in rows}
 
     def all_holds(self) -> Iterator[Hold]:
-        holds = self.rows(f"SELECT {_HOLD_COLUMNS} FROM holds ORDER BY seq")
         lines: dict[str, list[HoldLine]] = {}
-        for hold_id, sku, location, qty, shipped, released in self.rows(
-            "SELECT hold_id, sku, location_id, qty, shipped, released FROM hold_lines"
-            " ORDER BY hold_id, line"
-        ):
-            lines.setdefault(hold_id, []).append(
-                HoldLine(sku, location, int(qty), int(shipped), int(released))
-            )
-        for hold_id, order_id, status, created, expires, key in holds:
-            yield Hold(
-                hold_id=hold_id,
-                order_id=order_id,
-                lines=tuple(lines.get(hold_id, [])),
-                status=HoldStatus(status),
-                created=self.from_time(created),
-                expires=None if expires is None else self.from_time(expires),
-                key=key,
-            )
+        self._add_lines(lines, "")
+        return iter(
+            self._holds(self.rows(f"SELECT {_HOLD_COLUMNS} FROM holds ORDER BY seq"), lines)
+        )
 
     # -- WriteTx: reads that lock ----------------------------------------------------------
 

@@ -50,9 +50,7 @@ class ReadTx(Protocol):
         """The holds of an order as stored, in creation order."""
         ...
 
-    def entries(
-        self, order_id: str | None = None, key: str | None = None, limit: int | None = None
-    ) -> list[Entry]:
+    def entries(self, order_id: str | None = None, key: str | None = None) -> list[Entry]:
         """Entries in ledger order, optionally only those of one order or one key."""
         ...
 

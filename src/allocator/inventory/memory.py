@@ -90,16 +90,13 @@ class _Reader:
     def holds(self, order_id: str) -> list[Hold]:
         return [self.state.holds[h] for h in self.state.order_holds.get(order_id, [])]
 
-    def entries(
-        self, order_id: str | None = None, key: str | None = None, limit: int | None = None
-    ) -> list[Entry]:
-        rows = [
+    def entries(self, order_id: str | None = None, key: str | None = None) -> list[Entry]:
+        return [
             entry
             for entry in self.state.entries
             if (order_id is None or entry.order_id == order_id)
             and (key is None or entry.key == key)
         ]
-        return rows if limit is None else rows[:limit]
 
     def entry_count(self) -> int:
         return len(self.state.entries)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from allocator.errors import LedgerError
-from allocator.inventory._sql import SQLTx
+from allocator.inventory._sql import KINDS_SQL, STATUSES_SQL, SQLTx
 from allocator.inventory._store import ReadTx, Store, WriteTx, chunks
 from allocator.inventory._types import Entry, KeyRecord, Pair, Totals
 
@@ -39,11 +39,6 @@ logger = logging.getLogger("allocator").getChild("inventory")
 
 R = TypeVar("R")
 
-_KINDS = (
-    "'receive', 'expect', 'reserve', 'release', 'expire', 'ship', 'restock', 'write_off',"
-    " 'adjust', 'transfer_out', 'transfer_in', 'safety_stock'"
-)
-_STATUSES = "'open', 'shipped', 'released', 'expired'"
 _SCHEMA_LOCK = 7_411_000  # advisory lock id held while creating the schema
 _KEY_LOCK_SEED = 7_411  # seed of the hash that turns an idempotency key into an advisory lock id
 
@@ -64,7 +59,7 @@ SCHEMA: tuple[str, ...] = (
     f"""CREATE TABLE IF NOT EXISTS entries (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         at timestamptz NOT NULL,
-        kind text NOT NULL CHECK (kind IN ({_KINDS})),
+        kind text NOT NULL CHECK (kind IN ({KINDS_SQL})),
         location_id text NOT NULL,
         sku text NOT NULL,
         qty bigint NOT NULL,
@@ -87,7 +82,7 @@ SCHEMA: tuple[str, ...] = (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         hold_id text NOT NULL UNIQUE,
         order_id text NOT NULL,
-        status text NOT NULL CHECK (status IN ({_STATUSES})),
+        status text NOT NULL CHECK (status IN ({STATUSES_SQL})),
         created timestamptz NOT NULL,
         expires timestamptz,
         key text NOT NULL)""",

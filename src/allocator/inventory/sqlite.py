@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from allocator.errors import LedgerError
-from allocator.inventory._sql import SQLTx
+from allocator.inventory._sql import KINDS_SQL, STATUSES_SQL, SQLTx
 from allocator.inventory._store import ReadTx, Store, WriteTx
 
 __all__ = ["SCHEMA", "SQLiteStore"]
@@ -36,11 +36,6 @@ logger = logging.getLogger("allocator").getChild("inventory")
 
 R = TypeVar("R")
 
-_KINDS = (
-    "'receive', 'expect', 'reserve', 'release', 'expire', 'ship', 'restock', 'write_off',"
-    " 'adjust', 'transfer_out', 'transfer_in', 'safety_stock'"
-)
-_STATUSES = "'open', 'shipped', 'released', 'expired'"
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS locations (location_id TEXT PRIMARY KEY) STRICT, WITHOUT ROWID;
@@ -57,7 +52,7 @@ CREATE TABLE IF NOT EXISTS totals (
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ({_KINDS})),
+    kind TEXT NOT NULL CHECK (kind IN ({KINDS_SQL})),
     location_id TEXT NOT NULL,
     sku TEXT NOT NULL,
     qty INTEGER NOT NULL,
@@ -80,7 +75,7 @@ CREATE TABLE IF NOT EXISTS holds (
     seq INTEGER PRIMARY KEY,
     hold_id TEXT NOT NULL UNIQUE,
     order_id TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ({_STATUSES})),
+    status TEXT NOT NULL CHECK (status IN ({STATUSES_SQL})),
     created TEXT NOT NULL,
     expires TEXT,
     key TEXT NOT NULL
