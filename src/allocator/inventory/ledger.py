@@ -144,25 +144,30 @@ class _Work:
         return [self.changed_holds.get(hold.hold_id, hold) for hold in own]
 
     def _expire(self, hold: Hold) -> None:
+        expired = self.give_back(hold, EntryKind.EXPIRE, HoldStatus.EXPIRED)
+        self.expired.append(expired)
+        logger.info("hold %s of order %s expired", hold.hold_id, hold.order_id)
+
+    def give_back(self, hold: Hold, kind: EntryKind, status: HoldStatus) -> Hold:
+        """Return what a hold still reserves (a release or an expiry); resolve it as ``status``."""
         lines = []
         for line in hold.lines:
             if line.remaining:
                 self.totals[line.pair].reserved -= line.remaining
                 self.entry(
-                    EntryKind.EXPIRE,
+                    kind,
                     line.pair,
                     line.remaining,
                     d_reserved=-line.remaining,
-                    reason="time-to-live elapsed",
+                    reason="time-to-live elapsed" if kind is EntryKind.EXPIRE else None,
                     order_id=hold.order_id,
                     hold_id=hold.hold_id,
-                    key=None,
+                    key=None if kind is EntryKind.EXPIRE else self.key,
                 )
             lines.append(replace(line, released=line.released + line.remaining))
-        expired = replace(hold, lines=tuple(lines), status=HoldStatus.EXPIRED)
-        self.changed_holds[hold.hold_id] = expired
-        self.expired.append(expired)
-        logger.info("hold %s of order %s expired", hold.hold_id, hold.order_id)
+        resolved = replace(hold, lines=tuple(lines), status=status)
+        self.changed_holds[hold.hold_id] = resolved
+        return resolved
 
     # -- phase 3: record -------------------------------------------------------------------
 
@@ -319,6 +324,18 @@ class Ledger:
 
         return self._store.write(transaction)
 
+    def _post(
+        self, op: str, key: str, args: dict[str, Any], body: Callable[[_Work], Sequence[Hold]]
+    ) -> Posting:
+        """Run a call whose result is a :class:`Posting` (``body`` returns the holds changed)."""
+
+        def record(work: _Work) -> str:
+            holds = body(work)
+            work.flush()
+            return work.posting(holds)
+
+        return posting_from_json(self._mutate(op, key, args, record))
+
     def _check_known(
         self,
         tx: WriteTx,
@@ -382,7 +399,7 @@ class Ledger:
         settle = _check_bool(settle, "settle")
         pair = (location, sku)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             work.lock([pair])
             work.new_locations.add(location)
             work.new_skus.add(sku)
@@ -399,11 +416,10 @@ class Ledger:
             work.entry(
                 EntryKind.RECEIVE, pair, qty, d_on_hand=qty, d_inbound=-settled, reason=reason
             )
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {"location": location, "sku": sku, "qty": qty, "reason": reason, "settle": settle}
-        return posting_from_json(self._mutate("receive", key, args, body))
+        return self._post("receive", key, args, body)
 
     def expect(
         self,
@@ -446,7 +462,7 @@ class Ledger:
         reason = check_text(reason, "reason", optional=True)
         pair = (location, sku)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             work.lock([pair])
             work.new_locations.add(location)
             work.new_skus.add(sku)
@@ -455,12 +471,11 @@ class Ledger:
                 Inbound(_derive_id("in", key), location, sku, qty, eta, received=0, key=key)
             )
             work.entry(EntryKind.EXPECT, pair, qty, d_inbound=qty, reason=reason)
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {"location": location, "sku": sku, "qty": qty, "eta": eta.isoformat()}
         args["reason"] = reason
-        return posting_from_json(self._mutate("expect", key, args, body))
+        return self._post("expect", key, args, body)
 
     # -- promises --------------------------------------------------------------------------
 
@@ -585,32 +600,15 @@ class Ledger:
         key = check_id(key, "key")
         hold_id = check_hold_ref(hold)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             holds = work.lock([], order_id)
             targets = self._targets(holds, order_id, hold_id)
-            released = []
-            for target in targets:
-                lines = []
-                for line in target.lines:
-                    if line.remaining:
-                        work.totals[line.pair].reserved -= line.remaining
-                        work.entry(
-                            EntryKind.RELEASE,
-                            line.pair,
-                            line.remaining,
-                            d_reserved=-line.remaining,
-                            order_id=order_id,
-                            hold_id=target.hold_id,
-                        )
-                    lines.append(replace(line, released=line.released + line.remaining))
-                done = replace(target, lines=tuple(lines), status=HoldStatus.RELEASED)
-                work.changed_holds[target.hold_id] = done
-                released.append(done)
-            work.flush()
-            return work.posting(released)
+            return [
+                work.give_back(target, EntryKind.RELEASE, HoldStatus.RELEASED) for target in targets
+            ]
 
         args = {"order_id": order_id, "hold": hold_id}
-        return posting_from_json(self._mutate("release", key, args, body))
+        return self._post("release", key, args, body)
 
     def ship(
         self,
@@ -653,7 +651,7 @@ class Ledger:
         key = check_id(key, "key")
         hold_id = check_hold_ref(hold)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             self._check_lines_known(work.tx, wanted)
             holds = work.lock(list(wanted), order_id)
             targets = self._targets(holds, order_id, hold_id)
@@ -707,11 +705,10 @@ class Ledger:
                 done = replace(target, lines=lines_after, status=status)
                 work.changed_holds[target.hold_id] = done
                 shipped.append(done)
-            work.flush()
-            return work.posting(shipped)
+            return shipped
 
         args = {"order_id": order_id, "lines": _lines_arg(wanted), "hold": hold_id}
-        return posting_from_json(self._mutate("ship", key, args, body))
+        return self._post("ship", key, args, body)
 
     def restock(
         self,
@@ -754,7 +751,7 @@ class Ledger:
         mode = check_choice(disposition, "disposition", ("restock", "write_off"))
         reason = check_text(reason, "reason", optional=True)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             self._check_lines_known(work.tx, wanted)
             # Locking the order's holds serialises calls on one order.
             work.lock(list(wanted), order_id)
@@ -785,8 +782,7 @@ class Ledger:
                     )
                 else:
                     work.entry(EntryKind.WRITE_OFF, pair, qty, reason=reason, order_id=order_id)
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {
             "order_id": order_id,
@@ -794,7 +790,7 @@ class Ledger:
             "disposition": mode,
             "reason": reason,
         }
-        return posting_from_json(self._mutate("restock", key, args, body))
+        return self._post("restock", key, args, body)
 
     # -- corrections and moves -------------------------------------------------------------
 
@@ -829,7 +825,7 @@ class Ledger:
         key = check_id(key, "key")
         pair = (location, sku)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             self._check_known(work.tx, {location: "location"}, {sku: "sku"})
             work.lock([pair])
             totals = work.totals[pair]
@@ -840,11 +836,10 @@ class Ledger:
                 )
             work.add(pair, "on_hand", delta, "delta")
             work.entry(EntryKind.ADJUST, pair, delta, d_on_hand=delta, reason=reason_text)
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {"location": location, "sku": sku, "delta": delta, "reason": reason_text}
-        return posting_from_json(self._mutate("adjust", key, args, body))
+        return self._post("adjust", key, args, body)
 
     def transfer(
         self,
@@ -893,7 +888,7 @@ class Ledger:
             raise InputError("must differ from from_location", source="to_location")
         source, target = (from_location, sku), (to_location, sku)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             self._check_known(
                 work.tx, {from_location: "from_location", to_location: "to_location"}, {sku: "sku"}
             )
@@ -908,12 +903,11 @@ class Ledger:
             work.add(target, "on_hand", qty, "qty")
             work.entry(EntryKind.TRANSFER_OUT, source, qty, d_on_hand=-qty, reason=reason)
             work.entry(EntryKind.TRANSFER_IN, target, qty, d_on_hand=qty, reason=reason)
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {"sku": sku, "from": from_location, "to": to_location, "qty": qty}
         args["reason"] = reason
-        return posting_from_json(self._mutate("transfer", key, args, body))
+        return self._post("transfer", key, args, body)
 
     def set_safety_stock(self, location: str, sku: str, qty: int, *, key: str) -> Posting:
         """Set the units of a known position that are never promised.
@@ -938,18 +932,17 @@ class Ledger:
         key = check_id(key, "key")
         pair = (location, sku)
 
-        def body(work: _Work) -> str:
+        def body(work: _Work) -> Sequence[Hold]:
             self._check_known(work.tx, {location: "location"}, {sku: "sku"})
             work.lock([pair])
             totals = work.totals[pair]
             change = qty - totals.safety_stock
             totals.safety_stock = qty
             work.entry(EntryKind.SAFETY_STOCK, pair, qty, d_safety=change)
-            work.flush()
-            return work.posting()
+            return ()
 
         args = {"location": location, "sku": sku, "qty": qty}
-        return posting_from_json(self._mutate("set_safety_stock", key, args, body))
+        return self._post("set_safety_stock", key, args, body)
 
     def expire_holds(self, now: datetime | None = None) -> tuple[Hold, ...]:
         """Record the expiry of every open hold whose time-to-live elapsed by ``now``.
