@@ -594,7 +594,7 @@ class Ledger:
         Raises
         ------
         HoldResolvedError
-            When no hold is open any more (:class:`HoldExpiredError` when the last one lapsed).
+            When no hold is open any more (:class:`HoldExpiredError` when one of them lapsed).
         """
         order_id = check_id(order_id, "order_id")
         key = check_id(key, "key")
