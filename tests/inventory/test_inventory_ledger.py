@@ -347,3 +347,20 @@ def test_bad_clock_is_refused_before_writing(store_name: str, make_url) -> None:
             ledger.receive("L1", "SKU1", 1, key="a")
         assert error.value.source == "clock"
         assert ledger.entry_count() == 0
+
+
+def test_positions_of_chosen_pairs(ledger: Ledger, clock: FakeClock) -> None:
+    ledger.receive("L1", "A", 5, key="a")
+    ledger.receive("L2", "B", 3, key="b")
+    ledger.expect("L2", "B", 4, date(2026, 2, 1), key="e")
+    ledger.reserve("o1", [("A", "L1", 2)], key="r", ttl=60)
+    chosen = ledger.positions([("L1", "A"), ("L2", "B"), ("L9", "A")])
+    assert [(p.location_id, p.sku, p.available) for p in chosen] == [("L1", "A", 3), ("L2", "B", 3)]
+    ahead = ledger.positions([("L2", "B")], as_of=date(2026, 2, 1))
+    assert [p.available for p in ahead] == [7]
+    clock.advance(60)
+    assert [p.reserved for p in ledger.positions([("L1", "A")])] == [0]
+    assert ledger.positions([]) == ()
+    with pytest.raises(InputError) as error:
+        ledger.positions([("L1",)])  # type: ignore[list-item]
+    assert (error.value.source, error.value.row) == ("pairs", 1)

@@ -994,27 +994,47 @@ class Ledger:
             lapsed = reader.lapsed(now, [pair]).get(pair, 0) if totals.reserved else 0
         return _position(pair, totals, lapsed, 0)
 
-    def positions(self, *, as_of: date | None = None) -> tuple[Position, ...]:
-        """The stock of every position, sorted by location and SKU.
+    def positions(
+        self,
+        pairs: Sequence[tuple[str, str]] | None = None,
+        *,
+        as_of: date | None = None,
+    ) -> tuple[Position, ...]:
+        """The stock of many positions, read in one consistent snapshot.
 
         Parameters
         ----------
+        pairs
+            ``[(location_id, sku), ...]`` to read; every position the ledger has seen by default.
+            Positions it has never seen are left out.
         as_of
             Look forward: ``available`` also counts expected receipts due by this day.
 
         Returns
         -------
         tuple of Position
-            One per position the ledger has seen.
+            Sorted by location and SKU.
         """
+        wanted = None
+        if pairs is not None:
+            if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+                raise InputError("expected a list of (location_id, sku) pairs", source="pairs")
+            wanted = []
+            for number, pair in enumerate(pairs, start=1):
+                if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                    raise InputError(
+                        "expected a (location_id, sku) pair", source="pairs", row=number
+                    )
+                location = check_id(pair[0], "pairs", row=number, column="location_id")
+                wanted.append((location, check_id(pair[1], "pairs", row=number, column="sku")))
         day = None if as_of is None else check_date(as_of, "as_of")
         now = self._now()
         due: dict[Pair, int] = {}
         with self._store.read() as reader:
-            totals = reader.totals()
-            lapsed = reader.lapsed(now)
+            totals = reader.totals(wanted)
+            lapsed = reader.lapsed(now, wanted)
             if day is not None:
-                for row in reader.inbound(due_by=day):
+                for row in reader.inbound(wanted, due_by=day):
                     pair = (row.location_id, row.sku)
                     due[pair] = due.get(pair, 0) + row.outstanding
         return tuple(
