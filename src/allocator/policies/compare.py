@@ -78,10 +78,12 @@ def markdown_table(table: pl.DataFrame, *, reference: str | None = None) -> str:
     out = [head, "|" + "---|" * 11]
     for r in table.iter_rows(named=True):
         rel = "" if ref is None or ref <= 0 else f"{(r['cost'] - ref) / ref:+.1%}"
-        gap = r.get("gap")
-        status = r["status"] + (
-            f" (gap {gap:.2%})" if gap is not None and math.isfinite(gap) and gap > 0 else ""
-        )
+        gap, bound = r.get("gap"), r.get("lower_bound")
+        status = r["status"]
+        if bound is not None and (not math.isfinite(bound) or bound <= 0) and r["cost"] > 0:
+            status += " (no useful bound)"
+        elif gap is not None and math.isfinite(gap) and gap > 0:
+            status += f" (gap {gap:.2%})"
         out.append(
             f"| {r['policy']} | {status} | {r['cost']:,.2f} | {rel} "
             f"| {r['unit'] + r['shipment']:,.2f} | {r['backorder'] + r['rejection']:,.2f} "
