@@ -58,8 +58,11 @@ def _print_rule_effects(problem: object) -> None:
     counts = exclusions.unique(["ord", "loc", "reason"]).group_by("reason").len().sort("reason")
     for reason, n in counts.iter_rows():
         print(f"  {names[reason]}: excludes {n} (order, location) pairs that hold stock")
+    biting = {names[r] for r in counts["reason"].to_list()}
     for rule in ctx.rules.eligibility:
-        if f"eligibility.{rule.name}" not in {names[r] for r in counts["reason"].to_list()}:
-            print(f"  eligibility.{rule.name}: excludes nothing on this data")
+        if not rule.enabled:
+            print(f"  eligibility.{rule.name}: switched off")
+        elif f"eligibility.{rule.name}" not in biting:
+            print(f"  eligibility.{rule.name}: excludes nothing (that no earlier reason excludes)")
     if problem.n_limits:
         print(f"  {problem.n_limits} ring-fence / exposure limits can bind")
