@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -319,12 +320,13 @@ def test_retries_when_stock_moves(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_read_atp_counts_lapsed_holds_as_free() -> None:
-    network = _two_stores()
-    with _ledger_for(network, "memory://") as ledger:
+    now = [datetime(2026, 3, 2, tzinfo=UTC)]
+    with open_ledger("memory://", clock=lambda: now[0]) as ledger:
+        ledger.receive("W", "A", 5, key="in")
         ledger.reserve("o", [("A", "W", 4)], key="h", ttl=60)
-        assert read_atp(ledger, ["A"], ["W"])[("W", "A")] == 1
-        later = ledger.holds("o")[0].created.replace(year=2100)
-        assert read_atp(ledger, ["A"], ["W"], now=later)[("W", "A")] == 5
+        assert read_atp(ledger, ["A", "Z"], ["W", "S"]) == {("W", "A"): 1}
+        now[0] += timedelta(seconds=61)
+        assert read_atp(ledger, ["A"], ["W"]) == {("W", "A"): 5}
 
 
 def _contend(url: str, worker: int, orders: int) -> int:

@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
@@ -922,17 +921,13 @@ def source(
 
 
 def read_atp(
-    ledger: Ledger,
-    skus: Sequence[str],
-    locations: Sequence[str],
-    *,
-    now: datetime | None = None,
+    ledger: Ledger, skus: Sequence[str], locations: Sequence[str]
 ) -> dict[tuple[str, str], int]:
     """Units available to promise at every (location, SKU) position asked, in one snapshot.
 
-    Reads the ledger's totals once for all positions (``ledger.available`` reads one position
-    per transaction). Holds whose time-to-live elapsed at ``now`` count as free, as the ledger's
-    own reads do.
+    A thin layer over :meth:`~allocator.inventory.Ledger.positions` (one read transaction for
+    all positions; ``ledger.available`` reads one position per transaction). Holds whose
+    time-to-live elapsed on the ledger's clock count as free, as in all the ledger's reads.
 
     Parameters
     ----------
@@ -940,26 +935,14 @@ def read_atp(
         The inventory ledger.
     skus, locations
         The positions: every pair of them.
-    now
-        The moment for time-to-live (timezone-aware); the wall clock by default.
 
     Returns
     -------
     dict
         ``{(location_id, sku): units}`` for positions with units available.
     """
-    at = datetime.now(UTC) if now is None else now
     pairs = [(loc, sku) for sku in skus for loc in locations]
-    out: dict[tuple[str, str], int] = {}
-    with ledger.store.read() as reader:
-        totals = reader.totals(pairs)
-        reserved = [pair for pair, t in totals.items() if t.reserved]
-        lapsed = reader.lapsed(at, reserved) if reserved else {}
-    for pair, t in totals.items():
-        free = t.on_hand - (t.reserved - lapsed.get(pair, 0)) - t.safety_stock
-        if free > 0:
-            out[pair] = free
-    return out
+    return {(p.location_id, p.sku): p.available for p in ledger.positions(pairs) if p.available > 0}
 
 
 def _hold_with_key(ledger: Ledger, order_id: str, key: str) -> Hold | None:
@@ -1009,7 +992,6 @@ def source_and_reserve(
     exclude: Collection[str] = (),
     committed: Collection[str] = (),
     max_attempts: int = 8,
-    now: datetime | None = None,
 ) -> Sourcing:
     """Source one order against the ledger's current stock and reserve it, all lines or none.
 
@@ -1035,9 +1017,6 @@ def source_and_reserve(
         Locations that already ship part of the order (see :func:`source`).
     max_attempts
         Rounds of read-source-reserve tried when stock moves between the read and the write.
-    now
-        The moment at which held units with a time-to-live count as lapsed (wall clock by
-        default; pass the ledger's clock in simulations).
 
     Returns
     -------
@@ -1059,7 +1038,7 @@ def source_and_reserve(
     key = key if key is not None else f"{order.order_id}/{uuid.uuid4().hex}"
     skus = list(dict.fromkeys(line.sku for line in order.lines))
     for attempt in range(1, max_attempts + 1):
-        atp = read_atp(ledger, skus, index.location_ids, now=now)
+        atp = read_atp(ledger, skus, index.location_ids)
         decision = _decide(order, index, index.atp_matrix(skus, atp), exclude, committed)
         lines = decision.reservation()
         if not lines:

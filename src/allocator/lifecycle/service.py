@@ -237,9 +237,7 @@ class Lifecycle:
         return out
 
     def _atp(self, skus: Iterable[str]) -> dict[Pair, int]:
-        return read_atp(
-            self.ledger, list(dict.fromkeys(skus)), self.index.location_ids, now=self.now()
-        )
+        return read_atp(self.ledger, list(dict.fromkeys(skus)), self.index.location_ids)
 
     def _settle(
         self,
@@ -383,7 +381,6 @@ class Lifecycle:
             key=ledger_key("recover"),
             exclude=excluded,
             committed=committed,
-            now=self.now(),
         )
 
     def _distribute(
@@ -577,7 +574,6 @@ class Lifecycle:
                 network=self.index,
                 key=ledger_key("reserve"),
                 exclude=record.excluded,
-                now=self.now(),
             )
             if result.rejected:
                 return _Outcome(Event.REJECT, details={"why": "cannot be served in full"})
