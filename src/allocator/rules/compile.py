@@ -51,7 +51,11 @@ StrArray = npt.NDArray[np.object_]
 #: Exclusions that come from the data, not from a rule (reason codes 0..2).
 BUILTIN_REASONS: tuple[tuple[str, str], ...] = (
     ("network.can_ship", "the location cannot ship parcels (can_ship is false)"),
-    ("pickup", "a pickup order is handed over at its pickup store"),
+    (
+        "pickup",
+        "a pickup order is handed over at its pickup store, and this location may not send it "
+        "stock (transfers are off, or it may not ship or send them)",
+    ),
     ("costs", "the explicit costs table lists no cost for this order and location"),
 )
 
