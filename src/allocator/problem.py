@@ -16,6 +16,13 @@ The shape is sparse on purpose. Nothing is ever indexed orders x locations x SKU
   linking row keeps the LP bound tight (``measurements.md``: 0.7 % below the optimum instead
   of 8.5 %);
 * **ATP** is a dense (locations x SKUs) array, small next to the arcs.
+
+The rule set is compiled in the same pass (:mod:`allocator.rules.compile`): eligibility rules
+drop candidate arcs (the record of which rule excluded which (order, location) is kept in
+``meta["exclusions"]`` for explanations), the stock policy lowers ATP and adds *side limits*
+(ring-fences, per-channel exposure), and constraints and objective terms (split caps by channel,
+ship-complete channels, capacity overrides, pickup transfers, penalties by priority or channel,
+preferences, tie-break) become the per-order, per-location and per-pair arrays below.
 """
 
 from __future__ import annotations

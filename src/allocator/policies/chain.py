@@ -93,10 +93,10 @@ def static_values(
         assert criterion.where is not None
         out = np.where(location_mask(criterion.where, ctx)[loc], 0.0, 1.0)
     elif by == "country":
-        ord_country = ctx.orders["country"].to_numpy()[ord_]
-        loc_country = locs["country"].to_numpy()[loc]
-        known = np.array([c is not None for c in ord_country], dtype=bool)
-        out = np.where(known & (ord_country != loc_country), 1.0, 0.0)
+        ord_country = ctx.order_country_code[ord_]
+        out = np.where(
+            (ord_country >= 0) & (ord_country != ctx.location_country_code[loc]), 1.0, 0.0
+        )
     elif by == "pickup_location":
         out = np.where(ctx.order_pickup[ord_] == loc, 0.0, 1.0)
     elif by == "list":

@@ -92,6 +92,8 @@ class RuleContext:
     sku_weight: FloatArray  # NaN where unknown
     orders: pl.DataFrame  # one row per order: channel, country, priority, fulfillment, ...
     order_pickup: IntArray  # pickup location index, -1 for shipped orders
+    order_country_code: IntArray  # country as an integer code shared with locations, -1 unknown
+    location_country_code: IntArray
     dest_lat: FloatArray  # where a parcel goes: the ship-to point, or the pickup store
     dest_lon: FloatArray
     costs_listed: pl.DataFrame | None  # (ord, loc) pairs of an explicit costs table
@@ -161,11 +163,31 @@ def build_context(
     else:
         sku_tags = [frozenset()] * n_sku
         sku_weight = np.full(n_sku, np.nan)
-    loc_index = {v: i for i, v in enumerate(locations["location_id"].to_list())}
-    pickup = np.array(
-        [loc_index.get(v, -1) if v is not None else -1 for v in heads["pickup_location_id"]],
-        dtype=np.int64,
+    loc_index = pl.DataFrame(
+        {"pickup_location_id": locations["location_id"], "i": np.arange(locations.height)}
     )
+    pickup = (
+        heads.select("pickup_location_id")
+        .join(loc_index, on="pickup_location_id", how="left", maintain_order="left")["i"]
+        .fill_null(-1)
+        .to_numpy()
+        .astype(np.int64)
+    )
+    codes = (
+        pl.concat([heads["country"], locations["country"]])
+        .drop_nulls()
+        .unique()
+        .sort()
+        .to_frame("country")
+        .with_row_index("code")
+    )
+
+    def country_code(values: pl.Series) -> IntArray:
+        coded = values.to_frame("country").join(
+            codes, on="country", how="left", maintain_order="left"
+        )
+        return np.asarray(coded["code"].cast(pl.Int64).fill_null(-1).to_numpy(), dtype=np.int64)
+
     ord_lat = heads["lat"].cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
     ord_lon = heads["lon"].cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
     is_pickup = pickup >= 0
@@ -182,6 +204,8 @@ def build_context(
         sku_weight=np.asarray(sku_weight, dtype=np.float64),
         orders=heads.select("channel", "country", "priority", "fulfillment"),
         order_pickup=pickup,
+        order_country_code=country_code(heads["country"]),
+        location_country_code=country_code(locations["country"]),
         dest_lat=dest_lat.astype(np.float64),
         dest_lon=dest_lon.astype(np.float64),
         costs_listed=costs_listed,
@@ -293,8 +317,6 @@ def arc_exclusions(
         mark(is_pickup & ~at_store, 1)
     if listed is not None:
         mark(~listed & ~at_store, 2)
-    loc_country = ctx.locations["country"].to_numpy()
-    ord_country = ctx.orders["country"].to_numpy()
     for i, rule in enumerate(rules.eligibility):
         if not rule.enabled:
             continue
@@ -305,11 +327,8 @@ def arc_exclusions(
         elif rule.only is not None:
             hit = applies & ~l_mask[loc]
         elif rule.same_country:
-            a, b = ord_country[ord_], loc_country[loc]
-            known = np.array([x is not None for x in a], bool) & np.array(
-                [x is not None for x in b], bool
-            )
-            hit = applies & known & (a != b)
+            a, b = ctx.order_country_code[ord_], ctx.location_country_code[loc]
+            hit = applies & (a >= 0) & (b >= 0) & (a != b)
         else:
             assert rule.max_distance_km is not None
             if distance is None:
