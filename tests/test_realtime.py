@@ -362,3 +362,53 @@ def test_no_oversell_under_contention(tmp_path: Path) -> None:
         snap = ledger.snapshot().filter(pl.col("sku") == "B")
         assert snap["reserved"].sum() == 20
         assert (snap["reserved"] <= snap["on_hand"]).all()
+
+
+def test_explicit_costs_table_agrees() -> None:
+    locations = pl.DataFrame(
+        {
+            "location_id": ["A", "B", "C"],
+            "lat": [40.7, 41.9, 34.0],
+            "lon": [-74.0, -87.6, -118.2],
+            "can_pickup": [False, False, True],
+        }
+    )
+    stock = pl.DataFrame(
+        {"location_id": ["A", "B", "C", "B"], "sku": ["x", "x", "x", "y"], "on_hand": [3, 3, 3, 2]}
+    )
+    costs = pl.DataFrame(
+        {
+            "order_id": ["o1", "o1", "o2"],
+            "location_id": ["A", "B", "C"],
+            "unit_cost": [2.0, 0.5, 1.0],
+            "shipment_cost": [1.0, 9.0, 3.0],
+        }
+    )
+    network = Network.from_frames(locations, stock, costs)
+    index = SourcingIndex.build(network)
+    orders = [
+        Order(order_id="o1", lat=40.7, lon=-74.0, lines=(OrderLine(sku="x", qty=4),)),
+        Order(order_id="o1", lines=(OrderLine(sku="x", qty=2), OrderLine(sku="y", qty=1))),
+        Order(
+            order_id="o2", lat=40.7, lon=-74.0, promised_days=0, lines=(OrderLine(sku="x", qty=1),)
+        ),
+        Order(order_id="o3", lines=(OrderLine(sku="x", qty=1),)),  # listed nowhere: waits
+        Order(
+            order_id="o3",
+            lines=(OrderLine(sku="x", qty=1),),
+            fulfillment="pickup",
+            pickup_location_id="C",
+        ),
+    ]
+    for order in orders[:3]:
+        result = source(order, index)
+        # allocate() wants every order of the costs table among its orders: give it this one's.
+        own = Network.from_frames(
+            locations, stock, costs.filter(pl.col("order_id") == order.order_id)
+        )
+        assert _close(result.cost.total, allocate(own, order).cost.total), order
+    unlisted = source(orders[3], index)
+    assert unlisted.units_backordered == 1
+    assert unlisted.cost.total == RuleSet().objective.backorder_penalty
+    pickup = source(orders[4], index)  # a pickup is served at its store, listed or not
+    assert (pickup.locations, pickup.cost.total) == (("C",), 0.0)

@@ -451,7 +451,7 @@ def _pair_costs(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Unit cost, shipment cost and distance of ``locs`` for this order (compile_problem's model)."""
     n = len(locs)
-    if view.pickup >= 0:
+    if view.pickup >= 0 or n == 0:
         return np.zeros(n), np.zeros(n), np.full(n, np.nan)
     olat = np.nan if order.lat is None else float(order.lat)
     olon = np.nan if order.lon is None else float(order.lon)
