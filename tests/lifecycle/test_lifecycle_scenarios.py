@@ -364,3 +364,22 @@ def test_history_replays_and_round_trips(book: Lifecycle, clock: Clock) -> None:
     frame = book.history("o1")
     assert frame["event"].to_list() == ["capture", "allocate", "release", "ship", "cancel"]
     assert frame["actor"].to_list()[:3] == ["web", "web", "ops"]
+
+
+def test_threads_share_a_lifecycle(book: Lifecycle) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for n in range(6):
+        book.place(order(f"t{n}", ("A", 1), ("B", 1)), key=f"p{n}")
+
+    def work(n: int) -> State:
+        order_id = f"t{n % 6}"
+        record = book.get(order_id)
+        line = record.lines[n // 6]
+        where = next(iter(line.allocated))
+        return book.ship(order_id, [(line.line_id, where, 1)], key=f"s{n}").state
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(12)))
+    assert {r.state for r in book.records()} == {State.SHIPPED}
+    check_consistent(book)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,14 @@ class Lifecycle:
         Returns the current time (timezone-aware); the wall clock by default. Share one clock
         with the ledger in simulations.
 
+    Notes
+    -----
+    Threads of one process may share a lifecycle (operations on one order are serialised).
+    Processes sharing a SQLite order store are kept apart by the version check: the loser of a
+    race on one order gets :class:`~allocator.lifecycle.store.StaleOrderError` after its ledger
+    calls, and must call the same operation again with the same key, which replays those calls
+    and stores the order.
+
     Examples
     --------
     >>> book = Lifecycle(ledger, network)                          # doctest: +SKIP
@@ -138,6 +147,15 @@ class Lifecycle:
         self.index = _index_for(network, rules)
         self.store = store if isinstance(store, OrderStore) else open_store(store)
         self._clock: Clock = clock if clock is not None else _utc_now
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, order_id: str) -> threading.Lock:
+        with self._locks_guard:
+            lock = self._locks.get(order_id)
+            if lock is None:
+                lock = self._locks[order_id] = threading.Lock()
+            return lock
 
     def now(self) -> datetime:
         """The lifecycle's clock."""
@@ -180,6 +198,20 @@ class Lifecycle:
     # -- the operation frame ------------------------------------------------------------------
 
     def _run(
+        self,
+        order_id: str,
+        op: Event,
+        args: Mapping[str, Any],
+        body: Callable[[OrderRecord, Callable[[str], str]], _Outcome],
+        *,
+        key: str | None,
+        actor: str | None,
+        reason: str | None,
+    ) -> OrderRecord:
+        with self._lock(order_id):
+            return self._run_locked(order_id, op, args, body, key=key, actor=actor, reason=reason)
+
+    def _run_locked(
         self,
         order_id: str,
         op: Event,
