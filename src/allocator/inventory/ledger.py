@@ -1130,8 +1130,13 @@ class Ledger:
         with self._store.read() as reader:
             return reader.entry_count()
 
-    def verify(self) -> list[str]:
+    def verify(self, *, database: bool = False) -> list[str]:
         """Check every derived total against the entries, and the holds against the totals.
+
+        Parameters
+        ----------
+        database
+            Also run the database's own consistency check (SQLite's ``PRAGMA quick_check``).
 
         Returns
         -------
@@ -1169,7 +1174,8 @@ class Ledger:
                 )
             if min(stored.as_tuple()) < 0 or stored.reserved > stored.on_hand:
                 problems.append(f"{where}: impossible totals {stored.as_tuple()}")
-        problems.extend(self._store.integrity_problems())
+        if database:
+            problems.extend(self._store.integrity_problems())
         return problems
 
 
