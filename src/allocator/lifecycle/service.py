@@ -542,15 +542,7 @@ class Lifecycle:
         fingerprint = _fingerprint("capture", {"order": order.model_dump(mode="json")})
         existing = self.store.get(order.order_id)
         if existing is None:
-            if order.fulfillment == "pickup":
-                pos = self.index.location_index.get(order.pickup_location_id or "")
-                if pos is None or not self.index.can_pickup[pos]:
-                    raise InputError(
-                        f"location {order.pickup_location_id!r} is unknown or cannot hand over"
-                        " pickup orders",
-                        source="order",
-                        column="pickup_location_id",
-                    )
+            self._check_pickup(order)
             record = capture_record(
                 order,
                 self.now(),
@@ -577,6 +569,17 @@ class Lifecycle:
                 order.order_id, key=None if key is None else f"{key}/allocate", actor=actor
             )
         return record
+
+    def _check_pickup(self, order: Order) -> None:
+        if order.fulfillment == "pickup":
+            pos = self.index.location_index.get(order.pickup_location_id or "")
+            if pos is None or not self.index.can_pickup[pos]:
+                raise InputError(
+                    f"location {order.pickup_location_id!r} is unknown or cannot hand over"
+                    " pickup orders",
+                    source="order",
+                    column="pickup_location_id",
+                )
 
     def place(
         self, order: Order, *, key: str | None = None, actor: str | None = None
@@ -1275,6 +1278,7 @@ class Lifecycle:
             existing = self.store.get(new_id)
             if existing is not None and existing.exchange_of != order_id:
                 raise InputError(f"order {new_id!r} already exists", source="replacement_id")
+            self._check_pickup(replacement)
             self.ledger.restock(
                 order_id,
                 [(sku, location, q) for sku, q in sorted(per_sku.items())],
