@@ -1,15 +1,33 @@
-"""Executor plumbing: ``None`` is serial and deterministic; pools and Dask scale out."""
+"""Executor plumbing: ``None`` is serial and deterministic; pools and Dask scale out.
+
+Two pieces:
+
+* :func:`executor_from_args` turns the command line's ``--workers N`` / ``--scheduler ADDRESS``
+  into a :class:`concurrent.futures.Executor` (a process pool, or a Dask cluster's
+  ``Client.get_executor()``), or ``None`` for serial work;
+* :class:`BlockRunner` runs a function over a fixed list of data blocks, many times, on any
+  executor. Each block is pickled to a worker once and kept there in a small cache, so repeated
+  rounds only ship the round's arguments. The cache protocol needs nothing from the executor
+  beyond ``submit``: a worker that has not seen a block answers "missing" and gets the data on a
+  second try. Results come back in block order, so the outcome does not depend on which worker
+  ran what.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from allocator.errors import InputError
 
-__all__ = ["executor_from_args"]
+__all__ = ["BlockRunner", "executor_from_args"]
+
+B = TypeVar("B")
+R = TypeVar("R")
 
 
 @contextlib.contextmanager
@@ -37,3 +55,79 @@ def executor_from_args(workers: int | None, scheduler: str | None) -> Iterator[E
         raise InputError(f"must be >= 1, got {workers}", source="--workers")
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield pool
+
+
+class _Missing:
+    """Returned by a worker that does not hold the block it was asked to work on."""
+
+
+# Worker-side cache: blocks of the most recent run only (a new run token clears it).
+_CACHE: dict[tuple[str, int], Any] = {}
+_CACHE_TOKEN: list[str] = [""]
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached_call(
+    token: str, index: int, block: Any, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    """Run ``fn(block, *args)`` in a worker, keeping ``block`` for later rounds."""
+    with _CACHE_LOCK:
+        if block is not None:
+            if _CACHE_TOKEN[0] != token:
+                _CACHE.clear()
+                _CACHE_TOKEN[0] = token
+            _CACHE[(token, index)] = block
+        data = _CACHE.get((token, index))
+    if data is None:
+        return _Missing()
+    return fn(data, *args)
+
+
+class BlockRunner(Generic[B]):
+    """Map a function over fixed data blocks, serially or on an executor.
+
+    Parameters
+    ----------
+    blocks
+        The data blocks (picklable).
+    executor
+        ``None`` runs in this process, in order.
+    """
+
+    def __init__(self, blocks: Sequence[B], executor: Executor | None = None) -> None:
+        self.blocks = list(blocks)
+        self.executor = executor
+        self.token = uuid.uuid4().hex
+        self._shipped = False
+
+    def map(self, fn: Callable[..., R], *args: Any) -> list[R]:
+        """``[fn(block, *args) for block in blocks]``, in block order."""
+        if self.executor is None or len(self.blocks) == 0:
+            return [fn(block, *args) for block in self.blocks]
+        send = not self._shipped
+        futures = [
+            self.executor.submit(_cached_call, self.token, i, block if send else None, fn, args)
+            for i, block in enumerate(self.blocks)
+        ]
+        results: list[Any] = [f.result() for f in futures]
+        self._shipped = True
+        for _ in range(8):
+            missing = [i for i, r in enumerate(results) if isinstance(r, _Missing)]
+            if not missing:
+                break
+            retry = {
+                i: self.executor.submit(_cached_call, self.token, i, self.blocks[i], fn, args)
+                for i in missing
+            }
+            for i, f in retry.items():
+                results[i] = f.result()
+        if any(isinstance(r, _Missing) for r in results):  # pragma: no cover - defensive
+            raise RuntimeError("a worker lost its data block twice in a row")
+        return results
+
+    def map_items(self, fn: Callable[..., R], items: Sequence[Any], *args: Any) -> list[R]:
+        """``[fn(item, *args) for item in items]`` on the executor (no caching), in order."""
+        if self.executor is None or len(items) <= 1:
+            return [fn(item, *args) for item in items]
+        futures = [self.executor.submit(fn, item, *args) for item in items]
+        return [f.result() for f in futures]

@@ -1,0 +1,293 @@
+"""A small incremental LP/MILP handle on HiGHS, for column generation and sub-MILPs.
+
+Column generation re-solves the same master LP after adding a few columns; re-starting the
+simplex from the previous basis makes each re-solve a fraction of a cold solve. OR-Tools'
+``model_builder`` cannot do that (and, as bundled with HiGHS 1.12, reports row activities where
+duals are asked for), so this module talks to the HiGHS binding that SciPy ships
+(``scipy.optimize._highspy``). That module is private to SciPy; when it is missing the handle
+falls back to cold solves through :func:`scipy.optimize.linprog` / :func:`scipy.optimize.milp`,
+which give the same answers more slowly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+__all__ = ["HighsHandle", "LpResult"]
+
+FloatArray = npt.NDArray[np.float64]
+
+try:  # pragma: no cover - depends on the SciPy build
+    from scipy.optimize._highspy import _core as _hc
+
+    _HAVE_CORE = hasattr(_hc, "_Highs") and hasattr(_hc, "HighsLp")
+except ImportError:  # pragma: no cover
+    _hc = None
+    _HAVE_CORE = False
+
+
+@dataclass(frozen=True, eq=False)
+class LpResult:
+    """The outcome of one solve.
+
+    Attributes
+    ----------
+    status
+        ``"optimal"``, ``"time_limit"``, ``"infeasible"`` or ``"other"``.
+    objective
+        Objective value of ``x`` (``inf`` without a solution).
+    bound
+        Proven lower bound (the objective for an optimal LP; the dual bound for a MILP).
+    x
+        Column values (``None`` without a solution).
+    row_dual
+        Row duals of an LP (``d objective / d row bound``; ``None`` for a MILP).
+    """
+
+    status: str
+    objective: float
+    bound: float
+    x: FloatArray | None
+    row_dual: FloatArray | None
+
+
+class HighsHandle:
+    """An LP (or MILP) over fixed rows, to which columns can be added.
+
+    Parameters
+    ----------
+    row_lower, row_upper
+        Row bounds.
+    threads
+        HiGHS threads (1 inside worker pools and for determinism).
+    seed
+        HiGHS random seed.
+    """
+
+    def __init__(
+        self, row_lower: FloatArray, row_upper: FloatArray, *, threads: int = 1, seed: int = 0
+    ) -> None:
+        self.row_lower = np.asarray(row_lower, dtype=np.float64)
+        self.row_upper = np.asarray(row_upper, dtype=np.float64)
+        self.n_rows = len(self.row_lower)
+        self.threads = threads
+        self.seed = seed
+        self._cost: list[FloatArray] = []
+        self._upper: list[FloatArray] = []
+        self._blocks: list[sp.csc_matrix] = []
+        self._integer: FloatArray | None = None
+        self._n_cols = 0
+        self._pending = 0  # columns not yet passed to HiGHS
+        self._highs: Any = None
+
+    @property
+    def n_cols(self) -> int:
+        return self._n_cols
+
+    def add_columns(self, cost: FloatArray, upper: FloatArray, matrix: sp.spmatrix) -> None:
+        """Append columns (``matrix`` is rows x new columns; lower bounds are 0)."""
+        block = sp.csc_matrix(matrix, dtype=np.float64)
+        if block.shape[0] != self.n_rows:
+            raise ValueError(f"Expected {self.n_rows} rows, got {block.shape[0]}.")
+        block.sort_indices()
+        self._cost.append(np.asarray(cost, dtype=np.float64))
+        self._upper.append(np.asarray(upper, dtype=np.float64))
+        self._blocks.append(block)
+        self._n_cols += block.shape[1]
+        self._pending += block.shape[1]
+
+    def set_row_upper(self, upper: FloatArray) -> None:
+        """Change the upper bounds of all rows."""
+        self.row_upper = np.asarray(upper, dtype=np.float64)
+        if self._highs is not None:
+            idx = np.arange(self.n_rows, dtype=np.int32)
+            self._highs.changeRowsBounds(self.n_rows, idx, self.row_lower, self.row_upper)
+
+    def _options(self, highs: Any, time_limit: float | None, mip: bool, gap: float) -> None:
+        highs.setOptionValue("output_flag", False)
+        highs.setOptionValue("threads", int(self.threads))
+        highs.setOptionValue("random_seed", int(self.seed))
+        highs.setOptionValue("time_limit", float(time_limit) if time_limit else math.inf)
+        if mip:
+            highs.setOptionValue("mip_rel_gap", float(gap))
+
+    def _sync(self) -> Any:
+        """Pass pending columns to the HiGHS object (created on first use)."""
+        assert _hc is not None
+        if self._highs is None:
+            highs = _hc._Highs()
+            highs.setOptionValue("output_flag", False)
+            lp = _hc.HighsLp()
+            lp.num_col_ = 0
+            lp.num_row_ = self.n_rows
+            lp.row_lower_ = self.row_lower
+            lp.row_upper_ = self.row_upper
+            lp.col_cost_ = np.zeros(0)
+            lp.col_lower_ = np.zeros(0)
+            lp.col_upper_ = np.zeros(0)
+            lp.a_matrix_.format_ = _hc.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = np.zeros(1, np.int32)
+            lp.a_matrix_.index_ = np.zeros(0, np.int32)
+            lp.a_matrix_.value_ = np.zeros(0)
+            lp.a_matrix_.num_col_ = 0
+            lp.a_matrix_.num_row_ = self.n_rows
+            highs.passModel(lp)
+            self._highs = highs
+            self._passed = 0
+        highs = self._highs
+        if self._pending:
+            cost = np.concatenate(self._cost)[self._passed :]
+            upper = np.concatenate(self._upper)[self._passed :]
+            block = sp.hstack(self._blocks, format="csc")[:, self._passed :]
+            block = sp.csc_matrix(block)
+            highs.addCols(
+                block.shape[1],
+                cost,
+                np.zeros(block.shape[1]),
+                upper,
+                block.nnz,
+                block.indptr[:-1].astype(np.int32),
+                block.indices.astype(np.int32),
+                block.data,
+            )
+            self._passed = self._n_cols
+            self._pending = 0
+        return highs
+
+    def solve_lp(self, *, time_limit: float | None = None) -> LpResult:
+        """Solve the LP relaxation (warm-started from the previous basis when possible)."""
+        if _HAVE_CORE:
+            highs = self._sync()
+            self._options(highs, time_limit, False, 0.0)
+            if self._integer is not None:
+                idx = np.arange(self._n_cols, dtype=np.int32)
+                highs.changeColsIntegrality(
+                    self._n_cols, idx, np.zeros(self._n_cols, dtype=np.uint8)
+                )
+                self._integer = None
+            highs.run()
+            # Later solves start from this basis; presolve would throw it away.
+            highs.setOptionValue("presolve", "off")
+            return self._result(highs, mip=False)
+        return self._fallback(mip=False, time_limit=time_limit, gap=0.0, start=None)
+
+    def solve_mip(
+        self,
+        integer: npt.NDArray[np.bool_],
+        *,
+        time_limit: float | None = None,
+        gap: float = 1e-6,
+        start: FloatArray | None = None,
+        node_limit: int | None = None,
+        cutoff: float | None = None,
+    ) -> LpResult:
+        """Solve with the flagged columns integer.
+
+        ``start`` is a feasible MIP start, ``node_limit`` caps the branch-and-bound nodes (a
+        deterministic limit, unlike time), ``cutoff`` discards plans not below it.
+        """
+        if _HAVE_CORE:
+            highs = self._sync()
+            self._options(highs, time_limit, True, gap)
+            idx = np.arange(self._n_cols, dtype=np.int32)
+            highs.changeColsIntegrality(self._n_cols, idx, np.asarray(integer, dtype=np.uint8))
+            self._integer = np.asarray(integer, dtype=np.float64)
+            highs.setOptionValue("presolve", "on")
+            highs.setOptionValue("mip_max_nodes", int(node_limit) if node_limit else 2**31 - 1)
+            highs.setOptionValue(
+                "objective_bound", float(cutoff) if cutoff is not None else math.inf
+            )
+            if start is not None:
+                sol = _hc.HighsSolution()
+                sol.col_value = np.asarray(start, dtype=np.float64)
+                sol.value_valid = True
+                highs.setSolution(sol)
+            highs.run()
+            return self._result(highs, mip=True)
+        return self._fallback(
+            mip=True, time_limit=time_limit, gap=gap, start=start, integer=integer
+        )
+
+    def _result(self, highs: Any, *, mip: bool) -> LpResult:
+        status = highs.getModelStatus()
+        ms = _hc.HighsModelStatus
+        name = {
+            ms.kOptimal: "optimal",
+            ms.kTimeLimit: "time_limit",
+            ms.kInfeasible: "infeasible",
+            ms.kInterrupt: "time_limit",
+        }.get(status, "other")
+        info = highs.getInfo()
+        sol = highs.getSolution()
+        has_x = bool(getattr(sol, "value_valid", False)) and (
+            name == "optimal" or (mip and info.primal_solution_status >= 1)
+        )
+        x = np.asarray(sol.col_value, dtype=np.float64) if has_x else None
+        objective = float(info.objective_function_value) if has_x else math.inf
+        if mip:
+            bound = float(info.mip_dual_bound)
+            if name == "optimal" and not math.isfinite(bound):
+                bound = objective
+            duals = None
+        else:
+            bound = objective if name == "optimal" else -math.inf
+            duals = np.asarray(sol.row_dual, dtype=np.float64) if has_x else None
+        return LpResult(name, objective, bound, x, duals)
+
+    def _fallback(
+        self,
+        *,
+        mip: bool,
+        time_limit: float | None,
+        gap: float,
+        start: FloatArray | None,
+        integer: npt.NDArray[np.bool_] | None = None,
+    ) -> LpResult:  # pragma: no cover - only without SciPy's HiGHS binding
+        from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+        cost = np.concatenate(self._cost) if self._cost else np.zeros(0)
+        upper = np.concatenate(self._upper) if self._upper else np.zeros(0)
+        matrix = sp.hstack(self._blocks, format="csr") if self._blocks else None
+        options: dict[str, Any] = {"disp": False}
+        if time_limit:
+            options["time_limit"] = float(time_limit)
+        if mip:
+            res = milp(
+                cost,
+                integrality=np.asarray(integer, dtype=np.int64),
+                bounds=Bounds(np.zeros(len(cost)), upper),
+                constraints=LinearConstraint(matrix, self.row_lower, self.row_upper),
+                options={**options, "mip_rel_gap": gap},
+            )
+            ok = res.x is not None
+            bound = float(getattr(res, "mip_dual_bound", -math.inf) or -math.inf)
+            status = "optimal" if res.status == 0 else "time_limit" if ok else "other"
+            return LpResult(
+                status, float(res.fun) if ok else math.inf, bound, res.x if ok else None, None
+            )
+        eq = self.row_lower == self.row_upper
+        assert matrix is not None
+        res = linprog(
+            cost,
+            A_ub=matrix[~eq] if (~eq).any() else None,
+            b_ub=self.row_upper[~eq] if (~eq).any() else None,
+            A_eq=matrix[eq] if eq.any() else None,
+            b_eq=self.row_upper[eq] if eq.any() else None,
+            bounds=list(zip(np.zeros(len(cost)), upper, strict=True)),
+            method="highs",
+            options=options,
+        )
+        if res.status != 0:
+            return LpResult("other", math.inf, -math.inf, None, None)
+        duals = np.zeros(self.n_rows)
+        if eq.any():
+            duals[eq] = res.eqlin.marginals
+        if (~eq).any():
+            duals[~eq] = res.ineqlin.marginals
+        return LpResult("optimal", float(res.fun), float(res.fun), res.x, duals)

@@ -1,0 +1,190 @@
+"""The coupling rows of the sourcing model and the Lagrangian dual that prices them.
+
+Only a few kinds of row tie orders together: the stock of each (location, SKU), the unit and
+shipment capacity of each location, and the side limits of a rule set. :class:`Coupling` holds
+them as two incidence structures:
+
+* **unit rows** (stock, unit capacity, side limits): every unit shipped on an arc counts once in
+  each unit row the arc belongs to (a sparse 0/1 matrix, arcs x rows);
+* **shipment rows** (shipment capacity): every parcel (pair used) counts once in its location's
+  row.
+
+Rows that no plan can break (their total possible use is within the bound) are left out: their
+price would be zero anyway.
+
+With prices ``u >= 0`` on unit rows and ``v >= 0`` on shipment rows the dual function is
+
+``L(u, v) = sum_o Z_o(u, v) - u . unit_bound - v . ship_bound``
+
+where ``Z_o`` is order ``o``'s cheapest pattern at priced costs (:mod:`._pricing`). For any
+feasible plan ``x``, ``cost(x) >= cost(x) + u (A x - b) >= L(u, v)``, so every evaluation is a
+certified lower bound on the optimum; with an inexact pricing value (a lower bound on ``Z_o``)
+the argument is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from allocator.problem import Problem
+
+__all__ = ["Coupling", "coupling_rows"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class Coupling:
+    """The rows that couple orders (see the module docstring).
+
+    Attributes
+    ----------
+    arc_rows
+        (arcs x unit rows) 0/1 incidence.
+    unit_bound
+        Right-hand side of each unit row.
+    unit_kind
+        ``0`` stock, ``1`` unit capacity, ``2`` side limit, per unit row.
+    unit_location
+        Location of each unit row (``-1`` for side limits).
+    unit_sku
+        SKU of each stock row (``-1`` otherwise).
+    pair_ship_row
+        Shipment row of each pair (``-1`` where its location has no binding shipment capacity).
+    ship_bound
+        Right-hand side of each shipment row.
+    ship_location
+        Location of each shipment row.
+    """
+
+    arc_rows: sp.csr_matrix
+    unit_bound: FloatArray
+    unit_kind: IntArray
+    unit_location: IntArray
+    unit_sku: IntArray
+    pair_ship_row: IntArray
+    ship_bound: FloatArray
+    ship_location: IntArray
+
+    @property
+    def n_unit(self) -> int:
+        return len(self.unit_bound)
+
+    @property
+    def n_ship(self) -> int:
+        return len(self.ship_bound)
+
+    def unit_usage(self, arc: IntArray, qty: IntArray) -> FloatArray:
+        """Units counted in each unit row by sparse arc quantities."""
+        if not self.n_unit or len(arc) == 0:
+            return np.zeros(self.n_unit)
+        sub = self.arc_rows[arc]
+        return np.asarray(sub.T @ qty.astype(np.float64), dtype=np.float64)
+
+    def ship_usage(self, pairs: IntArray) -> FloatArray:
+        """Shipments counted in each shipment row by the used pairs."""
+        rows = self.pair_ship_row[pairs]
+        rows = rows[rows >= 0]
+        return np.bincount(rows, minlength=self.n_ship).astype(np.float64)
+
+
+def coupling_rows(problem: Problem) -> Coupling:
+    """The coupling rows of ``problem`` that some plan could break.
+
+    Parameters
+    ----------
+    problem
+        The compiled problem.
+
+    Returns
+    -------
+    Coupling
+    """
+    p = problem
+    n_sku = p.atp.shape[1]
+    rows: list[IntArray] = []
+    cols: list[IntArray] = []
+    bound: list[FloatArray] = []
+    kind: list[IntArray] = []
+    where: list[IntArray] = []
+    skus: list[IntArray] = []
+    n_rows = 0
+    cap = p.arc_cap.astype(np.float64)
+
+    # Stock per (location, SKU), where the arcs could take more than the ATP.
+    key = p.arc_location * n_sku + p.arc_sku()
+    if p.n_arcs:
+        uniq, inverse = np.unique(key, return_inverse=True)
+        demand = np.bincount(inverse, weights=cap)
+        binding = demand > p.atp.ravel()[uniq]
+        row_of = np.cumsum(binding) - 1
+        sel = binding[inverse]
+        rows.append(n_rows + row_of[inverse[sel]])
+        cols.append(np.flatnonzero(sel))
+        bound.append(p.atp.ravel()[uniq[binding]].astype(np.float64))
+        kind.append(np.zeros(int(binding.sum()), np.int64))
+        where.append((uniq[binding] // n_sku).astype(np.int64))
+        skus.append((uniq[binding] % n_sku).astype(np.int64))
+        n_rows += int(binding.sum())
+
+    # Units per location.
+    loc_demand = np.bincount(p.arc_location, weights=cap, minlength=p.n_locations)
+    capped = np.flatnonzero(
+        np.isfinite(p.location_capacity_units) & (loc_demand > p.location_capacity_units)
+    )
+    if len(capped):
+        row_of_loc = np.full(p.n_locations, -1, np.int64)
+        row_of_loc[capped] = n_rows + np.arange(len(capped))
+        r = row_of_loc[p.arc_location]
+        sel = r >= 0
+        rows.append(r[sel])
+        cols.append(np.flatnonzero(sel))
+        bound.append(p.location_capacity_units[capped].astype(np.float64))
+        kind.append(np.ones(len(capped), np.int64))
+        where.append(capped.astype(np.int64))
+        skus.append(np.full(len(capped), -1, np.int64))
+        n_rows += len(capped)
+
+    # Side limits.
+    if p.n_limits:
+        owner = np.repeat(np.arange(p.n_limits), np.diff(p.limit_start))
+        rows.append(n_rows + owner)
+        cols.append(p.limit_arcs.astype(np.int64))
+        bound.append(p.limit_bound.astype(np.float64))
+        kind.append(np.full(p.n_limits, 2, np.int64))
+        where.append(np.full(p.n_limits, -1, np.int64))
+        skus.append(np.full(p.n_limits, -1, np.int64))
+        n_rows += p.n_limits
+
+    if rows:
+        r = np.concatenate(rows)
+        c = np.concatenate(cols)
+        arc_rows = sp.csr_matrix(
+            (np.ones(len(r)), (c, r)), shape=(p.n_arcs, n_rows), dtype=np.float64
+        )
+        arc_rows.sum_duplicates()
+    else:
+        arc_rows = sp.csr_matrix((p.n_arcs, 0), dtype=np.float64)
+
+    # Shipments per location.
+    loc_pairs = np.bincount(p.pair_location, minlength=p.n_locations)
+    ship_capped = np.flatnonzero(
+        np.isfinite(p.location_capacity_shipments) & (loc_pairs > p.location_capacity_shipments)
+    )
+    ship_row_of_loc = np.full(p.n_locations, -1, np.int64)
+    ship_row_of_loc[ship_capped] = np.arange(len(ship_capped))
+    return Coupling(
+        arc_rows=arc_rows,
+        unit_bound=np.concatenate(bound) if bound else np.zeros(0),
+        unit_kind=np.concatenate(kind) if kind else np.zeros(0, np.int64),
+        unit_location=np.concatenate(where) if where else np.zeros(0, np.int64),
+        unit_sku=np.concatenate(skus) if skus else np.zeros(0, np.int64),
+        pair_ship_row=ship_row_of_loc[p.pair_location],
+        ship_bound=p.location_capacity_shipments[ship_capped].astype(np.float64),
+        ship_location=ship_capped.astype(np.int64),
+    )
