@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from allocator.solvers.exact import _quiet_native_stdout
+
 __all__ = ["HighsHandle", "LpResult"]
 
 FloatArray = npt.NDArray[np.float64]
@@ -171,7 +173,8 @@ class HighsHandle:
                     self._n_cols, idx, np.zeros(self._n_cols, dtype=np.uint8)
                 )
                 self._integer = None
-            highs.run()
+            with _quiet_native_stdout():
+                highs.run()
             # Later solves start from this basis; presolve would throw it away.
             highs.setOptionValue("presolve", "off")
             return self._result(highs, mip=False)
@@ -208,7 +211,8 @@ class HighsHandle:
                 sol.col_value = np.asarray(start, dtype=np.float64)
                 sol.value_valid = True
                 highs.setSolution(sol)
-            highs.run()
+            with _quiet_native_stdout():
+                highs.run()
             return self._result(highs, mip=True)
         return self._fallback(
             mip=True, time_limit=time_limit, gap=gap, start=start, integer=integer

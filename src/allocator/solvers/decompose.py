@@ -61,7 +61,7 @@ from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_blo
 from allocator.solvers._primal import complete_greedy, improve_moves
 from allocator.solvers.lagrangian import Coupling, coupling_rows
 
-__all__ = ["DecomposeResult", "solve_decomposed"]
+__all__ = ["DecomposeResult", "lagrangian_bound", "optimize", "solve_decomposed"]
 
 log = logging.getLogger("allocator")
 
@@ -71,6 +71,8 @@ FloatArray = npt.NDArray[np.float64]
 #: Arcs per partition of orders: large enough that numpy amortises its overhead, small enough
 #: that a process pool balances. Fixed by the problem, never by the executor.
 PARTITION_ARCS = 250_000
+#: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
+OPTIMAL_GAP = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +85,7 @@ class DecomposeResult:
     rounds: int
     history: list[dict[str, float]]
     stopped_by_time: bool
+    prices: tuple[FloatArray, FloatArray]
 
 
 def _partitions(problem: Problem, target_arcs: int = PARTITION_ARCS) -> list[IntArray]:
@@ -227,6 +230,7 @@ def solve_decomposed(
     gap_target: float = 1e-6,
     max_rounds: int = 60,
     alternatives: int = 2,
+    primal: bool = True,
     lns_passes: int = 2,
     lns_size: int = 200,
     lns_nodes: int = 1000,
@@ -255,6 +259,8 @@ def solve_decomposed(
         Most column-generation rounds.
     alternatives
         Single-location patterns per order added to the first master besides the cheapest.
+    primal
+        Build a plan (``False``: only the bound and prices; the plan is then a plain greedy one).
     lns_passes, lns_size, lns_nodes
         Fix-and-solve passes, orders per neighbourhood (doubled in the second pass), and the
         branch-and-bound node limit of each neighbourhood MILP.
@@ -373,7 +379,9 @@ def solve_decomposed(
     # ---- primal plans ------------------------------------------------------------------------
     candidate = None
     fractional = np.zeros(0, np.int64)
-    if x is not None and left() > 0:
+    if not primal:
+        lns_passes = 0
+    if primal and x is not None and left() > 0:
         pool = master.pool.all()
         xs = np.concatenate([x, np.zeros(pool.n - len(x))])
         fractional = np.unique(pool.order[(xs > 1e-6) & (xs < 1 - 1e-6)])
@@ -449,6 +457,7 @@ def solve_decomposed(
         rounds=rounds,
         history=history,
         stopped_by_time=stopped_by_time or left() <= 0,
+        prices=(center_u, center_s),
     )
 
 
@@ -531,19 +540,133 @@ def _plan_from_master(
     )
 
 
-def solve_plan(
+def lagrangian_bound(
+    problem: Problem,
+    unit_price: FloatArray,
+    ship_price: FloatArray,
+    *,
+    executor: Executor | None = None,
+) -> float:
+    """The Lagrangian value of ``problem`` at the given prices: a certified lower bound.
+
+    Parameters
+    ----------
+    problem
+        The compiled problem.
+    unit_price, ship_price
+        Prices (``>= 0``) of the unit rows and shipment rows of :func:`coupling_rows`.
+    executor
+        Runs the pricing partitions.
+
+    Returns
+    -------
+    float
+        ``sum_o Z_o - unit_price . unit_bound - ship_price . ship_bound``.
+    """
+    from allocator.parallel import BlockRunner
+
+    coupling = coupling_rows(problem)
+    blocks = [
+        make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
+        for part in _partitions(problem)
+    ]
+    rnd = _price_all(
+        BlockRunner(blocks, executor), blocks, problem.n_orders, unit_price, ship_price, 0
+    )
+    return float(
+        rnd.value.sum() - unit_price @ coupling.unit_bound - ship_price @ coupling.ship_bound
+    )
+
+
+def optimize(
     problem: Problem,
     *,
     time_limit: float | None = None,
     seed: int = 0,
     executor: Executor | None = None,
-    **kwargs: Any,
+    warm_start: Plan | Any | None = None,
+    change_penalty: float = 0.0,
+    progress: bool | None = None,
 ) -> Plan:
-    """:func:`solve_decomposed` wrapped as a :class:`~allocator.plan.Plan`."""
+    """Run the decomposition and return a :class:`~allocator.plan.Plan`.
+
+    Parameters
+    ----------
+    problem
+        The compiled problem.
+    time_limit
+        Seconds; the best plan and bound so far are returned when it expires.
+    seed
+        HiGHS seed.
+    executor
+        Runs the pricing partitions (``None``: serial).
+    warm_start
+        A previous :class:`~allocator.plan.Plan` or its ``assignments`` table to start from.
+    change_penalty
+        Cost per parcel (order, location) that an order which had a plan did not use before.
+    progress
+        Progress bar (``None``: when stderr is a terminal).
+
+    Returns
+    -------
+    Plan
+        The plan's ``lower_bound`` is certified for the plan's own cost (without the change
+        penalty); with a penalty, ``info`` also reports the penalised objective and its bound.
+    """
+    from allocator.solvers._warm import prepare_warm_start, warm_solution
+
     t0 = time.perf_counter()
-    res = solve_decomposed(problem, time_limit=time_limit, seed=seed, executor=executor, **kwargs)
-    gap = (res.cost - res.lower_bound) / max(abs(res.cost), 1e-9)
-    if gap <= 1e-6:
+    extra = None
+    warm = None
+    start = None
+    if warm_start is not None:
+        warm = prepare_warm_start(problem, warm_start)
+        extra = warm.pair_extra(problem, change_penalty)
+        start = warm_solution(problem, coupling_rows(problem), warm, pair_extra=extra)
+    plain_bound = -math.inf
+    if extra is not None:
+        # The penalised objective's bound does not bound the plain cost: get the plain bound
+        # first from its own (bound-only) column generation, with part of the time.
+        first = solve_decomposed(
+            problem,
+            time_limit=None if time_limit is None else 0.35 * time_limit,
+            seed=seed,
+            executor=executor,
+            primal=False,
+            progress=progress,
+        )
+        plain_bound = first.lower_bound
+    res = solve_decomposed(
+        problem,
+        time_limit=None
+        if time_limit is None
+        else max(0.01, time_limit - (time.perf_counter() - t0)),
+        seed=seed,
+        executor=executor,
+        warm_start=start,
+        pair_extra_cost=extra,
+        progress=progress,
+    )
+    cost = evaluate(problem, res.solution).total
+    info: dict[str, object] = {
+        "solver": "decompose",
+        "rounds": res.rounds,
+        "history": res.history,
+        "stopped_by_time": res.stopped_by_time,
+    }
+    bound = res.lower_bound
+    if extra is not None:
+        assert warm is not None
+        info.update(
+            change_penalty=change_penalty,
+            changes=warm.changes(problem, res.solution),
+            objective=res.cost,
+            objective_bound=res.lower_bound,
+        )
+        bound = plain_bound
+    bound = min(bound, cost)
+    gap = (cost - bound) / max(abs(cost), 1e-9)
+    if gap <= OPTIMAL_GAP:
         status = Status.OPTIMAL
     elif res.stopped_by_time:
         status = Status.TIME_LIMIT
@@ -554,7 +677,7 @@ def solve_plan(
         res.solution,
         status,
         problem.rules.name,
-        lower_bound=min(res.lower_bound, res.cost),
+        lower_bound=bound,
         seconds=time.perf_counter() - t0,
-        info={"solver": "decompose", "rounds": res.rounds, "history": res.history},
+        info=info,
     )
