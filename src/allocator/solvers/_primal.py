@@ -166,7 +166,9 @@ def complete_greedy(
         room = _arc_room(coupling, unit_left, block.arcs)
         caps = np.minimum(block.arc_cap, np.floor(np.maximum(room, 0.0) + _EPS)).astype(np.int64)
         srow = block.pair_price_row
-        pair_open = np.where(srow >= 0, ship_left[np.maximum(srow, 0)] >= 1 - _EPS, True)
+        pair_open = (
+            np.append(ship_left, np.inf)[np.where(srow >= 0, srow, len(ship_left))] >= 1 - _EPS
+        )
         priced = price_block(
             block, unit_price, ship_price, arc_cap=caps, pair_open=pair_open, max_subsets=2048
         )
@@ -226,7 +228,8 @@ def improve_moves(
         caps = np.minimum(block.arc_cap, np.floor(np.maximum(room, 0.0) + _EPS)).astype(np.int64)
         srow = block.pair_price_row
         holds = _holds_pair(p, old, block)
-        pair_open = np.where(srow >= 0, (ship_left[np.maximum(srow, 0)] >= 1 - _EPS) | holds, True)
+        room_pair = np.append(ship_left, np.inf)[np.where(srow >= 0, srow, len(ship_left))]
+        pair_open = (room_pair >= 1 - _EPS) | holds
         priced = price_block(
             block, no_price_u, no_price_s, arc_cap=caps, pair_open=pair_open, max_subsets=2048
         )

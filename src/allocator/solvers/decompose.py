@@ -231,6 +231,7 @@ def solve_decomposed(
     max_rounds: int = 60,
     alternatives: int = 2,
     primal: bool = True,
+    partition_arcs: int = PARTITION_ARCS,
     lns_passes: int = 2,
     lns_size: int = 200,
     lns_nodes: int = 1000,
@@ -259,6 +260,8 @@ def solve_decomposed(
         Most column-generation rounds.
     alternatives
         Single-location patterns per order added to the first master besides the cheapest.
+    partition_arcs
+        Target arcs per partition of orders (the unit of parallel work).
     primal
         Build a plan (``False``: only the bound and prices; the plan is then a plain greedy one).
     lns_passes, lns_size, lns_nodes
@@ -281,7 +284,7 @@ def solve_decomposed(
 
     p = problem
     coupling = coupling_rows(p)
-    parts = _partitions(p)
+    parts = _partitions(p, partition_arcs)
     blocks = [
         make_block(
             p, part, coupling.arc_rows, coupling.pair_ship_row, pair_extra_cost=pair_extra_cost

@@ -1,0 +1,208 @@
+"""The decomposition: feasible plans, certified bounds, determinism, time limits, warm starts."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from solvers_support import generated
+
+from allocator import Network, Orders, compile_problem, solve
+from allocator.plan import check_feasible, evaluate
+from allocator.solvers.decompose import lagrangian_bound, solve_decomposed
+from allocator.solvers.exact import solve_exact
+from allocator.solvers.lagrangian import coupling_rows
+from allocator.testing import instances, rule_sets
+from tests.helpers import brute_force, small_instances
+
+
+@given(small_instances(max_lines=4))
+def test_plans_feasible_and_bound_below_optimum(instance) -> None:  # type: ignore[no-untyped-def]
+    network, orders = instance
+    problem = compile_problem(network, orders)
+    plan = solve(problem, method="decompose")
+    assert not check_feasible(problem, plan.solution)
+    best, _ = brute_force(problem)
+    assert plan.lower_bound is not None
+    assert plan.lower_bound <= best + 1e-6
+    assert plan.lower_bound <= plan.cost.total + 1e-6
+    assert plan.cost.total >= best - 1e-6
+
+
+@given(instances(rules=rule_sets(strategy="optimize"), max_orders=4))
+@settings(max_examples=40)
+def test_plans_feasible_under_rules(instance) -> None:  # type: ignore[no-untyped-def]
+    network, orders, rules = instance
+    problem = compile_problem(network, orders, rules)
+    plan = solve(problem, method="decompose")
+    assert not check_feasible(problem, plan.solution)
+    exact = solve_exact(problem, mip_gap=0.0)
+    assert exact.optimal
+    assert plan.lower_bound is not None
+    assert plan.lower_bound <= exact.objective + 1e-6 * max(1.0, abs(exact.objective))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bound_below_exact_optimum_on_generated(seed: int) -> None:
+    problem = generated(120, 8, 60, seed=seed)
+    exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
+    assert exact.optimal
+    res = solve_decomposed(problem)
+    assert not check_feasible(problem, res.solution)
+    assert res.lower_bound <= exact.objective + 1e-6 * abs(exact.objective)
+    assert res.cost >= exact.objective - 1e-6 * abs(exact.objective)
+    # The pattern bound is far above the compact LP bound and close to the optimum.
+    assert res.lower_bound >= 0.97 * exact.objective
+
+
+def test_lagrangian_bound_at_any_prices_is_valid() -> None:
+    problem = generated(120, 8, 60, seed=3)
+    exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
+    coupling = coupling_rows(problem)
+    rng = np.random.default_rng(0)
+    for scale in (0.0, 1.0, 10.0, 100.0):
+        unit = rng.random(coupling.n_unit) * scale
+        ship = rng.random(coupling.n_ship) * scale
+        assert lagrangian_bound(problem, unit, ship) <= exact.objective + 1e-6
+
+
+def _plans_equal(a, b) -> bool:  # type: ignore[no-untyped-def]
+    return (
+        np.array_equal(a.arc_qty, b.arc_qty)
+        and np.array_equal(a.line_backorder, b.line_backorder)
+        and np.array_equal(a.order_rejected, b.order_rejected)
+    )
+
+
+@pytest.fixture(scope="module")
+def medium_problem():  # type: ignore[no-untyped-def]
+    return generated(400, 12, 200, seed=5)
+
+
+def test_same_plan_serial_and_process_pool(medium_problem) -> None:  # type: ignore[no-untyped-def]
+    serial = solve_decomposed(medium_problem, partition_arcs=800, seed=3)
+    assert len(serial.history) > 1
+    with ProcessPoolExecutor(2) as pool:
+        pooled = solve_decomposed(medium_problem, partition_arcs=800, seed=3, executor=pool)
+    assert _plans_equal(serial.solution, pooled.solution)
+    assert serial.lower_bound == pooled.lower_bound
+    assert not check_feasible(medium_problem, pooled.solution)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.parametrize("processes", [False, True])
+def test_same_plan_on_dask_local_cluster(medium_problem, processes: bool) -> None:  # type: ignore[no-untyped-def]
+    distributed = pytest.importorskip("distributed")
+    serial = solve_decomposed(medium_problem, partition_arcs=800, seed=3)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        on_dask = solve_decomposed(
+            medium_problem, partition_arcs=800, seed=3, executor=client.get_executor()
+        )
+    assert _plans_equal(serial.solution, on_dask.solution)
+    assert serial.lower_bound == on_dask.lower_bound
+
+
+def test_time_limit_is_honoured() -> None:
+    problem = generated(3000, 30, 1500, seed=2)
+    limit = 1.5
+    t0 = time.perf_counter()
+    plan = solve(problem, method="decompose", time_limit=limit)
+    elapsed = time.perf_counter() - t0
+    assert elapsed <= limit + 2.5
+    assert plan.is_feasible()
+    assert plan.lower_bound is not None
+    assert plan.lower_bound <= plan.cost.total + 1e-6
+    assert plan.status.value in ("time_limit", "feasible", "optimal")
+
+
+def test_plan_info_summary_and_no_output(medium_problem, capfd) -> None:  # type: ignore[no-untyped-def]
+    plan = solve(medium_problem, method="decompose")
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err == ""  # no progress bar without a terminal, and HiGHS kept quiet
+    assert plan.cost.total == pytest.approx(evaluate(medium_problem, plan.solution).total)
+    summary = plan.summary()
+    assert summary.lower_bound is not None
+    assert summary.gap is not None
+    assert 0.0 <= summary.gap < 0.05
+    assert plan.info["solver"] == "decompose"
+    history = plan.info["history"]
+    assert isinstance(history, list)
+    assert history
+    assert all("bound" in h for h in history)
+
+
+def test_auto_picks_exact_for_small_and_decompose_for_large() -> None:
+    small = generated(30, 5, 20, seed=1)
+    assert solve(small).info["solver"] in ("scip", "highs")
+    large = generated(800, 20, 400, seed=1)
+    assert large.n_arcs > 4000
+    assert solve(large, time_limit=3).info["solver"] == "decompose"
+
+
+def _perturbed(seed: int = 7) -> tuple[Network, Orders, Network, Orders]:
+    from allocator.generate import generate
+
+    inst = generate(300, 10, 150, seed=seed)
+    network = Network.from_frames(inst.locations, inst.stock)
+    orders = Orders.from_frame(inst.orders)
+    ids = inst.orders["order_id"].unique(maintain_order=True).to_list()
+    tonight = inst.orders.filter(~pl.col("order_id").is_in(ids[:50]))
+    stock = inst.stock.with_columns((pl.col("on_hand") * 0.8).round().cast(pl.Int64))
+    return network, orders, Network.from_frames(inst.locations, stock), Orders.from_frame(tonight)
+
+
+@pytest.mark.slow
+def test_warm_start_and_change_penalty() -> None:
+    from allocator import allocate
+
+    net0, orders0, net1, orders1 = _perturbed()
+    yesterday = allocate(net0, orders0, method="decompose", time_limit=4)
+    free = allocate(net1, orders1, warm_start=yesterday, change_penalty=0.0, time_limit=4)
+    sticky = allocate(net1, orders1, warm_start=yesterday, change_penalty=100.0, time_limit=4)
+    from_table = allocate(
+        net1, orders1, warm_start=yesterday.assignments, change_penalty=100.0, time_limit=4
+    )
+    for plan in (free, sticky, from_table):
+        assert plan.is_feasible()
+        assert plan.lower_bound is not None
+        assert plan.lower_bound <= plan.cost.total + 1e-6
+    assert sticky.info["changes"] <= _changes(yesterday, free)
+    assert from_table.info["changes"] == sticky.info["changes"]
+    assert sticky.cost.total >= free.cost.total - 1e-6 * free.cost.total
+    # The plain bound stays a bound on the plain cost: the free plan cannot beat it.
+    assert free.cost.total >= sticky.lower_bound - 1e-6
+
+
+def _changes(before, after) -> int:  # type: ignore[no-untyped-def]
+    old = before.assignments.select("order_id", "location_id").unique()
+    new = after.assignments.select("order_id", "location_id").unique()
+    had = old["order_id"].unique()
+    moved = new.filter(pl.col("order_id").is_in(had)).join(
+        old, on=["order_id", "location_id"], how="anti"
+    )
+    return moved.height
+
+
+def test_method_is_validated() -> None:
+    from allocator.errors import InputError
+
+    problem = generated(30, 5, 20, seed=1)
+    with pytest.raises(InputError, match="method"):
+        solve(problem, method="fast")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="change_penalty"):
+        solve(problem, change_penalty=-1.0)
+    plan = solve(problem)
+    with pytest.raises(InputError, match="decompose"):
+        solve(problem, method="exact", warm_start=plan)
