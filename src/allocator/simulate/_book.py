@@ -121,14 +121,28 @@ class Book:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def atp(self) -> IntArray:
-        """Units available to promise now, as sourcing sees them (hidden units left out)."""
-        free = self.on_hand - self.reserved - self.safety - self.hidden
+    def atp(self, skus: IntArray | None = None) -> IntArray:
+        """Units available to promise now, as sourcing sees them (hidden units left out);
+        all SKUs, or the columns of ``skus``."""
+        if skus is None:
+            free = self.on_hand - self.reserved - self.safety - self.hidden
+        else:
+            free = (
+                self.on_hand[:, skus]
+                - self.reserved[:, skus]
+                - self.safety[:, skus]
+                - self.hidden[:, skus]
+            )
         return np.asarray(np.maximum(0, free), dtype=np.int64)
 
-    def stock_frame(self) -> pl.DataFrame:
-        """The contract's stock table as sourcing sees it (hidden units count as reserved)."""
-        loc, sku = np.nonzero(self.known)
+    def stock_frame(self, skus: IntArray | None = None) -> pl.DataFrame:
+        """The contract's stock table as sourcing sees it (hidden units count as reserved);
+        every position, or those of ``skus``."""
+        if skus is None:
+            loc, sku = np.nonzero(self.known)
+        else:
+            loc, col = np.nonzero(self.known[:, skus])
+            sku = np.asarray(skus)[col]
         return pl.DataFrame(
             {
                 "location_id": pl.Series(self.location_ids, dtype=pl.String).gather(loc),

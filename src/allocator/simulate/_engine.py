@@ -28,6 +28,7 @@ covered by stock when the ledger applies it.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import logging
@@ -129,6 +130,7 @@ class Replay:
         h = history
         self.book = Book(history, config.ledger)
         self.heap: list[tuple[int, int, int, Any]] = []
+        self.freeing: list[int] = []  # times of queued receipts, returns, cancellations
         self._seq = itertools.count()
         self.line_open = np.zeros(h.n_lines, np.int64)
         self.line_first_filled = np.zeros(h.n_lines, np.int64)
@@ -176,6 +178,15 @@ class Replay:
 
     def push(self, at: int, kind: int, payload: Any) -> None:
         heapq.heappush(self.heap, (at, kind, next(self._seq), payload))
+        if kind <= _CANCEL:  # the operation may free stock
+            heapq.heappush(self.freeing, at)
+
+    def next_freeing(self, after: int) -> int | None:
+        """Time of the first queued operation after ``after`` that may free stock."""
+        freeing = self.freeing
+        while freeing and freeing[0] <= after:
+            heapq.heappop(freeing)
+        return freeing[0] if freeing else None
 
     def flush(self, until: int) -> None:
         """Apply every queued operation up to ``until`` (inclusive), in time order."""
@@ -341,7 +352,7 @@ class Replay:
             frame = frame.with_columns(pl.Series("qty", qty, dtype=pl.Int64))
         network = Network(
             locations=self._locations(),
-            stock=self.book.stock_frame(),
+            stock=self.book.stock_frame(np.unique(h.line_sku[rows])),
             costs=h.network.costs,
             items=h.network.items,
         )
@@ -379,16 +390,16 @@ class Replay:
             raise PolicyError(
                 f"policy {name!r} assigned {int(per_line[k])} units to a line of {int(qty[k])}"
             )
-        sku = self.h.line_sku[rows[line]]
-        n_sku = self.h.n_skus
+        skus, sku = np.unique(self.h.line_sku[rows[line]], return_inverse=True)
+        n_sku = len(skus)
         used = np.bincount(loc * n_sku + sku, weights=units, minlength=self.h.n_locations * n_sku)
-        atp = self.book.atp().reshape(-1)
+        atp = self.book.atp(skus).reshape(-1)
         if np.any(used > atp):
             flat = int(np.argmax(used > atp))
             raise PolicyError(
                 f"policy {name!r} promised {int(used[flat])} units of "
-                f"{self.h.sku_ids[flat % n_sku]!r} at {self.h.location_ids[flat // n_sku]!r}, "
-                f"but only {int(atp[flat])} are available"
+                f"{self.h.sku_ids[skus[flat % n_sku]]!r} at "
+                f"{self.h.location_ids[flat // n_sku]!r}, but only {int(atp[flat])} are available"
             )
 
     def _holds(
@@ -420,71 +431,84 @@ class Replay:
         if self.cfg.mode != "nightly":
             self.push(at + self.release_us, _SHIP, hold)
 
-    def decide_new(self, first: int, last: int, now: int, sequential: bool) -> None:
-        """Decide orders ``first..last-1`` (arrival order), not cancelled, for the first time."""
+    def decide(
+        self, first: int, last: int, now: int, sequential: bool, *, retry: bool = True
+    ) -> None:
+        """Decide orders ``first..last-1`` (arrival order, not cancelled) for the first time,
+        together with the open backorders whose SKU received stock (older orders first)."""
         h = self.h
         orders = np.arange(first, last, dtype=np.int64)
         orders = orders[~self.order_cancelled[orders]]
-        if not len(orders):
+        new_rows = self._rows(orders)
+        old_rows = self._retry_rows() if retry else np.zeros(0, np.int64)
+        if not len(new_rows) and not len(old_rows):
             return
-        starts, ends = h.order_line_start[orders], h.order_line_start[orders + 1]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-        qty = h.line_qty[rows]
+        rows = np.concatenate([old_rows, new_rows])
+        qty = np.concatenate([self.line_open[old_rows], h.line_qty[new_rows]])
         decision = self._decide(rows, qty, now, sequential)
         holds, assigned, rejected = self._holds(decision, rows)
+        n_old = len(old_rows)
+        if n_old:
+            self.stats["retries"] += 1
+            self._filled(old_rows, assigned[:n_old], now)
         created = h.order_created
-        line_order = h.line_order[rows]
-        # Offline is hindsight: each order is served as if decided when it was placed.
-        at_arrival = sequential or self.cfg.mode == "offline"
-        when = created[line_order] if at_arrival else np.full(len(rows), now, np.int64)
-        self.line_first_filled[rows] = assigned
-        waiting = np.where(rejected, 0, qty - assigned)
-        self.line_first_backordered[rows] = waiting
-        self.line_open[rows] = waiting
-        self.order_rejected[line_order[rejected]] = True
-        decided = created[orders] if at_arrival else np.full(len(orders), now, np.int64)
-        self.order_decided_at[orders] = decided
-        for t, w in zip(when[waiting > 0].tolist(), waiting[waiting > 0].tolist(), strict=True):
-            self.backlog.append((t, w))
+        if len(new_rows):
+            assigned, rejected, qty = assigned[n_old:], rejected[n_old:], qty[n_old:]
+            line_order = h.line_order[new_rows]
+            # Offline is hindsight: each order is served as if decided when it was placed.
+            at_arrival = sequential or self.cfg.mode == "offline"
+            when = created[line_order] if at_arrival else np.full(len(new_rows), now, np.int64)
+            self.line_first_filled[new_rows] = assigned
+            waiting = np.where(rejected, 0, qty - assigned)
+            self.line_first_backordered[new_rows] = waiting
+            self.line_open[new_rows] = waiting
+            self.order_rejected[line_order[rejected]] = True
+            decided = created[orders] if at_arrival else np.full(len(orders), now, np.int64)
+            self.order_decided_at[orders] = decided
+            for t, w in zip(when[waiting > 0].tolist(), waiting[waiting > 0].tolist(), strict=True):
+                self.backlog.append((t, w))
+        new_orders = set(orders.tolist())
         for o, hold in holds.items():
-            self._register(hold, int(created[o]) if sequential else now)
+            self._register(hold, int(created[o]) if sequential and o in new_orders else now)
+        if n_old:
+            self.flush(now)  # later decisions at this point see the retries' reservations
 
-    def _open_rows(self, orders: IntArray) -> IntArray:
+    def _rows(self, orders: IntArray) -> IntArray:
+        """History lines of ``orders``, in order."""
         h = self.h
         if not len(orders):
             return np.zeros(0, np.int64)
-        rows = np.concatenate(
-            [np.arange(h.order_line_start[o], h.order_line_start[o + 1]) for o in orders.tolist()]
+        starts, ends = h.order_line_start[orders], h.order_line_start[orders + 1]
+        return np.concatenate(
+            [np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends, strict=True)]
         )
-        return np.asarray(rows[self.line_open[rows] > 0], dtype=np.int64)
 
-    def retry(self, now: int, sequential: bool) -> None:
-        """Source open backorders whose SKU received stock since the last retry."""
+    def _retry_rows(self) -> IntArray:
+        """Open backorder lines of orders with a waiting SKU that received stock since the
+        last retry (every open line of such an order: ship-complete orders stay whole)."""
+        none = np.zeros(0, np.int64)
         if not self.increased:
-            return
+            return none
         skus = np.fromiter(self.increased, dtype=np.int64)
         self.increased = set()
         h = self.h
         waiting = np.flatnonzero(self.line_open > 0)
         if not len(waiting):
-            return
-        has_stock = self.book.atp().sum(axis=0) > 0
-        hit = np.isin(h.line_sku[waiting], skus) & has_stock[h.line_sku[waiting]]
+            return none
+        sku = h.line_sku[waiting]
+        hit = np.isin(sku, skus)
         if not hit.any():
-            return
+            return none
+        unique = np.unique(sku[hit])
+        has_stock = np.zeros(h.n_skus, bool)
+        has_stock[unique] = self.book.atp(unique).sum(axis=0) > 0
+        hit &= has_stock[sku]
+        if not hit.any():
+            return none
         orders = np.unique(h.line_order[waiting[hit]])
         orders = orders[~self.order_cancelled[orders] & ~self.order_rejected[orders]]
-        rows = self._open_rows(orders)
-        if not len(rows):
-            return
-        self.stats["retries"] += 1
-        qty = self.line_open[rows].copy()
-        decision = self._decide(rows, qty, now, sequential)
-        holds, assigned, _ = self._holds(decision, rows)
-        self._filled(rows, assigned, now)
-        for hold in holds.values():
-            self._register(hold, now)
-        self.flush(now)  # later decisions at this point see these reservations
+        rows = self._rows(orders)
+        return np.asarray(rows[self.line_open[rows] > 0], dtype=np.int64)
 
     def _filled(self, rows: IntArray, assigned: IntArray, now: int) -> None:
         """Waiting units of ``rows`` got stock at ``now``."""
@@ -621,6 +645,24 @@ class Replay:
             day += US_PER_DAY
         return [(t, t in cutoffs) for t in sorted(grid | cutoffs)]
 
+    def _segment_end(self, now: int, times: IntArray, fixed: list[int]) -> int:
+        """End of the real-time segment from ``now``: the next point at which stock may
+        become visible (after a queued receipt, return or cancellation), or a fixed point."""
+        end = max(int(times[-1]), self.h.t_end) + 1
+        i = bisect.bisect_right(fixed, now)
+        if i < len(fixed):
+            end = min(end, fixed[i])
+        freeing = self.next_freeing(now)
+        if self.cfg.return_rate > 0:
+            # Orders decided now may ship and come back within the segment.
+            back = now + self.release_us + round(self.cfg.return_days * US_PER_DAY)
+            freeing = back if freeing is None else min(freeing, back)
+        if freeing is not None:
+            j = int(np.searchsorted(times, freeing, side="left"))
+            if j < len(times):
+                end = min(end, int(times[j]))
+        return end
+
     def run(self, progress: Any = None) -> ReplayRecord:
         """Replay the history; ``progress`` is an optional tqdm-like bar over decision points."""
         t0 = time.perf_counter()
@@ -636,34 +678,47 @@ class Replay:
         mode = cfg.mode
         sequential = mode in ("realtime", "nightly")
         previous = h.t_start
-        for n, (now, cutoff) in enumerate(points):
+        times = np.asarray([t for t, _ in points], dtype=np.int64)
+        # Points where something besides arrivals happens (a cut-off, a capacity reset).
+        fixed = [
+            t
+            for t, cutoff in points
+            if cutoff or (cfg.capacity_period == "day" and t % US_PER_DAY == 0)
+        ]
+        skip_until = -1
+        for now, cutoff in points:
+            if progress is not None:
+                progress.update(1)
+            if now < skip_until:
+                continue  # nothing becomes visible here: the real-time segment goes on
             self.flush(now)
             self.book.sync()
             if cfg.capacity_period == "day" and now % US_PER_DAY == 0 and now > h.t_start:
                 self._new_day()
-            self.retry(now, sequential)
             if cutoff:
+                self.decide(0, 0, now, sequential)  # backorders first, to ship tonight
                 self.night(now)
             if sequential:
-                after = points[n + 1][0] if n + 1 < len(points) else h.t_end
+                after = self._segment_end(now, times, fixed)
+                skip_until = after
                 first = int(np.searchsorted(created, now, side="left"))
                 last = int(np.searchsorted(created, after, side="left"))
+                if first == last:
+                    self.decide(0, 0, now, sequential=True)
                 for a in range(first, last, cfg.max_segment_orders):
                     b = min(last, a + cfg.max_segment_orders)
                     if a > first:
                         self.flush(int(created[a]))
-                    self.decide_new(a, b, now, sequential=True)
+                    self.decide(a, b, now, sequential=True, retry=a == first)
             elif mode == "batch":
                 first = int(np.searchsorted(created, previous, side="left"))
                 last = int(np.searchsorted(created, now, side="left"))
-                self.decide_new(first, last, now, sequential=False)
+                self.decide(first, last, now, sequential=False)
                 self.flush(now)
             else:
-                self.decide_new(0, h.n_orders, now, sequential=False)
+                self.decide(0, h.n_orders, now, sequential=False)
                 self.flush(now)
             previous = now
-            if progress is not None:
-                progress.update(1)
         final = points[-1][0] + self.release_us
         self.flush(final)
         self.stats["dropped_events"] = len(self.heap)
