@@ -51,12 +51,15 @@ def test_acceptance_command_writes_the_table_and_charts(
     assert cost["optimize"] <= min(cost["shopify_default"], cost["saleor_high_stock"])
     for name in ("cost_per_order", "split_rate", "backorders", "flows"):
         png = (out / f"{name}.png").read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 5_000
+        assert png.startswith(b"\x89PNG")
+        assert len(png) > 5_000
     report = (out / "report.html").read_text()
-    assert "<svg" in report and "shopify_default" in report
+    assert "<svg" in report
+    assert "shopify_default" in report
     daily = pl.read_csv(out / "daily.csv")
     assert set(daily["policy"]) == set(cost)
-    assert (out / "by_channel.csv").exists() and (out / "by_location.csv").exists()
+    assert (out / "by_channel.csv").exists()
+    assert (out / "by_location.csv").exists()
     assert "optimize" in capsys.readouterr().out
 
 

@@ -99,7 +99,8 @@ def test_a_cancellation_before_release_gives_the_units_back() -> None:
     early = pl.DataFrame({"order_id": ["o1"], "cancelled_at": [T0 + timedelta(hours=1.5)]})
     result = simulate(network, orders, "optimize", mode="realtime", cancellations=early)
     per = {r["order_id"]: r for r in result.orders.iter_rows(named=True)}
-    assert per["o1"]["cancelled"] and per["o1"]["shipments"] == 0
+    assert per["o1"]["cancelled"]
+    assert per["o1"]["shipments"] == 0
     assert per["o2"]["units_filled_at_order"] == 1  # the released unit, seen from 02:00
     late = pl.DataFrame({"order_id": ["o1"], "cancelled_at": [T0 + timedelta(hours=5)]})
     result = simulate(network, orders, "optimize", mode="realtime", cancellations=late)
