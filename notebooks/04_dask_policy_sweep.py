@@ -43,6 +43,14 @@ instance = generate(N_ORDERS, 20, max(80, N_ORDERS // 8), seed=SEED, days=10)
 network = Network.from_frames(instance.locations, instance.stock)
 orders = Orders.from_frame(instance.orders)
 
+if PROCESSES and "__file__" in globals():
+    # Run as a plain script, a spawned worker process would re-run this file from the top
+    # (multiprocessing imports the main script in each child). In Jupyter the main module has
+    # no file; make the script look the same, since nothing defined here runs on the workers.
+    import __main__
+
+    del __main__.__file__
+
 cluster = LocalCluster(
     n_workers=WORKERS, threads_per_worker=1, processes=PROCESSES, dashboard_address=None
 )

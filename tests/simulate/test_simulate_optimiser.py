@@ -13,6 +13,7 @@ from simulate_support import generated
 from allocator import Order, OrderLine, RuleSet, allocate, compile_problem
 from allocator.plan import check_feasible, evaluate
 from allocator.realtime import source
+from allocator.rules import PEER_POLICIES
 from allocator.simulate import (
     DecisionContext,
     ForwardLookingPolicy,
@@ -25,18 +26,7 @@ from allocator.simulate import (
 from allocator.simulate._pricing import Pricer
 from allocator.solvers.exact import solve_exact
 
-GREEDY = [
-    "greedy",
-    "shopify_default",
-    "saleor_high_stock",
-    "saleor_sorting_order",
-    "magento_distance",
-    "magento_priority",
-    "spree_legacy",
-    "salesforce_fewest_splits",
-    "sterling_weighted",
-    "oca_fcfs",
-]
+GREEDY = ["greedy", *PEER_POLICIES]
 
 
 def test_sequential_sourcing_is_optimal_for_each_order_alone() -> None:

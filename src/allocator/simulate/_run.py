@@ -272,7 +272,7 @@ class Comparison:
             (pl.col("cost_per_order") - best).alias("cost_per_order_vs_best"),
             (
                 pl.when(pl.lit(best) > 0)
-                .then(100.0 * (pl.col("cost_per_order") / best - 1.0))
+                .then(100.0 * (pl.col("cost_per_order") - best) / best)
                 .otherwise(None)
             ).alias("cost_per_order_vs_best_pct"),
         ).select(
