@@ -367,6 +367,8 @@ class Replay:
         decision = self.policy.decide(network, Orders(frame), context)
         self.stats["decide_seconds"] += time.perf_counter() - t0
         self.stats["decisions"] += 1
+        for name, value in decision.info.items():
+            self.stats[name] = self.stats.get(name, 0) + value
         self._check(decision, rows, qty)
         return decision
 

@@ -93,6 +93,8 @@ class Decision:
     rejected
         One flag per row of the orders table: the line's order is rejected (nothing of it
         ships and nothing waits).
+    info
+        Counters the simulator adds up over the replay (for example ``inexact_orders``).
 
     Units of a line that are not assigned and whose order is not rejected are backordered.
     """
@@ -101,9 +103,12 @@ class Decision:
     location: IntArray
     qty: IntArray
     rejected: BoolArray
+    info: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_solution(cls, problem: Problem, solution: Solution) -> Decision:
+    def from_solution(
+        cls, problem: Problem, solution: Solution, info: dict[str, float] | None = None
+    ) -> Decision:
         """The decision of a solver over a problem compiled from the batch.
 
         The compiler keeps an order's lines in table order and orders in first-appearance
@@ -115,6 +120,7 @@ class Decision:
             location=problem.arc_location[nz].astype(np.int64),
             qty=solution.arc_qty[nz].astype(np.int64),
             rejected=solution.order_rejected[problem.line_order].astype(bool),
+            info=dict(info or {}),
         )
 
     @classmethod
@@ -186,8 +192,11 @@ class RulePolicy:
             rules = _sequential_rules(self.rules)
             problem = compile_problem(network, orders, rules)
             if rules.strategy == "optimize":
-                solution = source_sequentially(problem).solution
-            elif rules.greedy is None:
+                result = source_sequentially(problem)
+                return Decision.from_solution(
+                    problem, result.solution, {"inexact_orders": result.inexact_orders}
+                )
+            if rules.greedy is None:
                 arrival = np.arange(problem.n_orders, dtype=np.int64)
                 solution = ranked_fill(problem, distance_rank(problem), arrival)
             else:
@@ -267,8 +276,10 @@ class ForwardLookingPolicy:
             plan = solve(problem, time_limit=context.time_limit, seed=context.seed)
             return Decision.from_plan(plan)
         opportunity = self.opportunity(problem, context) if self.weight > 0 else None
-        solution = source_sequentially(problem, opportunity=opportunity).solution
-        return Decision.from_solution(problem, solution)
+        result = source_sequentially(problem, opportunity=opportunity)
+        return Decision.from_solution(
+            problem, result.solution, {"inexact_orders": result.inexact_orders}
+        )
 
     def forecast(self, history: History) -> _Forecast:
         """The forecast for ``history`` (built once and kept)."""

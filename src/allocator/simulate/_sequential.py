@@ -224,6 +224,7 @@ class _Plan:
     touched: set[int]
     reject: bool
     inexact: bool = False
+    paid: list[list[float]] | None = None  # per line, the price of each unit, dearest first
 
 
 def _search(
@@ -265,9 +266,11 @@ def _search(
         open_set = set(members)
         room_left = {loc: cap_units[loc] for loc in members} if tight else None
         takes: list[tuple[int, list[tuple[int, int, int]]]] = []
+        paid: list[list[float]] = []
         cost = 0.0
         used: set[int] = set()
         for k, need, bo, arcs in lines:
+            prices: list[float] = []
             sources = [arc for arc in arcs if arc[1] in open_set]
             taken = [0] * len(sources)
             left = need
@@ -285,25 +288,58 @@ def _search(
                 taken[pick] += 1
                 left -= 1
                 cost += pick_price
+                prices.append(pick_price)
                 if room_left is not None:
                     room_left[sources[pick][1]] -= 1
             if left:
                 if bo == _INF or ship_complete:
                     return None
                 cost += left * bo
+                prices.extend([bo] * left)
+            prices.reverse()  # units are taken cheapest first
+            paid.append(prices)
             take = [(a, loc, taken[i]) for i, (a, loc, _, _) in enumerate(sources) if taken[i]]
             used.update(loc for _, loc, _ in take)
             takes.append((k, take))
         if ship_complete and len(used) > 1:
             return None
         cost += sum(pair_ship[loc_pair[loc]] for loc in used)
-        return _Plan(cost, takes, {k for k, _ in takes}, reject=False)
+        return _Plan(cost, takes, {k for k, _ in takes}, reject=False, paid=paid)
 
-    def dive(start: int, ship_sum: float) -> bool:
+    # What each location could give each line: (line index, marginal prices).
+    offers: dict[int, list[tuple[int, list[float]]]] = {}
+    for j, (_, _, _, arcs) in enumerate(lines):
+        for _, loc, _, marginal in arcs:
+            offers.setdefault(loc, []).append((j, marginal))
+
+    def worth_adding(plan: _Plan | None, start: int) -> list[int]:
+        """Locations from ``start`` on that could improve on ``plan`` or on a superset of it.
+
+        A location's saving against a set's plan is at most what its units would save on the
+        dearest units of that plan (units waiting count at their backorder price); a superset's
+        plan pays no more per unit, so it saves even less there. A location whose best saving
+        does not pay its parcel never makes a set better, with or without further locations.
+        """
+        if plan is None or plan.paid is None:
+            return list(range(start, len(locations)))
+        keep = []
+        for i in range(start, len(locations)):
+            gain = 0.0
+            for j, marginal in offers.get(locations[i], ()):
+                paid = plan.paid[j]
+                for u, price in enumerate(marginal):
+                    if u >= len(paid) or paid[u] <= price:
+                        break
+                    gain += paid[u] - price
+            if gain > ships[i] + _EPS:
+                keep.append(i)
+        return keep
+
+    def dive(start: int, ship_sum: float, current: _Plan | None) -> bool:
         """Depth-first over location sets; returns False once the node cap is reached."""
         nonlocal best, nodes
         limit = 1 if ship_complete else max_locations
-        for i in range(start, len(locations)):
+        for i in worth_adding(current, start):
             if ship_sum + ships[i] + lower >= best.cost - _EPS:
                 break
             nodes += 1
@@ -313,12 +349,12 @@ def _search(
             plan = price(chosen)
             if plan is not None and plan.cost < best.cost - _EPS:
                 best = plan
-            if len(chosen) < limit and not dive(i + 1, ship_sum + ships[i]):
+            if len(chosen) < limit and not dive(i + 1, ship_sum + ships[i], plan):
                 chosen.pop()
                 return False
             chosen.pop()
         return True
 
-    complete = dive(0, 0.0)
+    complete = dive(0, 0.0, None)
     best.inexact = (not complete) or tight
     return best
