@@ -312,7 +312,7 @@ def _search(
         for _, loc, _, marginal in arcs:
             offers.setdefault(loc, []).append((j, marginal))
 
-    def worth_adding(plan: _Plan | None, start: int) -> list[int]:
+    def worth_adding(plan: _Plan | None, start: int, stop: int) -> list[int]:
         """Locations from ``start`` on that could improve on ``plan`` or on a superset of it.
 
         A location's saving against a set's plan is at most what its units would save on the
@@ -321,9 +321,9 @@ def _search(
         does not pay its parcel never makes a set better, with or without further locations.
         """
         if plan is None or plan.paid is None:
-            return list(range(start, len(locations)))
+            return list(range(start, stop))
         keep = []
-        for i in range(start, len(locations)):
+        for i in range(start, stop):
             gain = 0.0
             for j, marginal in offers.get(locations[i], ()):
                 paid = plan.paid[j]
@@ -339,7 +339,11 @@ def _search(
         """Depth-first over location sets; returns False once the node cap is reached."""
         nonlocal best, nodes
         limit = 1 if ship_complete else max_locations
-        for i in worth_adding(current, start):
+        # Locations are in ascending parcel cost: only a prefix can still beat the best plan.
+        stop = start
+        while stop < len(locations) and ship_sum + ships[stop] + lower < best.cost - _EPS:
+            stop += 1
+        for i in worth_adding(current, start, stop):
             if ship_sum + ships[i] + lower >= best.cost - _EPS:
                 break
             nodes += 1
