@@ -182,3 +182,39 @@ class ColumnPool:
 
     def costs(self) -> FloatArray:
         return np.concatenate(self.cost) if self.cost else np.zeros(0)
+
+
+def select_patterns(batch: PatternBatch, which: IntArray) -> PatternBatch:
+    """The patterns ``which`` of ``batch``, in that order."""
+    which = np.asarray(which, dtype=np.int64)
+    starts, stops = batch.ptr[which], batch.ptr[which + 1]
+    lengths = stops - starts
+    entries = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    entries = entries + np.arange(int(lengths.sum()))
+    return PatternBatch(
+        batch.order[which],
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        batch.arc[entries],
+        batch.qty[entries],
+    )
+
+
+def concat_patterns(*batches: PatternBatch) -> PatternBatch:
+    """One batch with the patterns of all ``batches``, in order."""
+    counts = np.concatenate([np.diff(b.ptr) for b in batches])
+    return PatternBatch(
+        np.concatenate([b.order for b in batches]),
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        np.concatenate([b.arc for b in batches]),
+        np.concatenate([b.qty for b in batches]),
+    )
+
+
+def plan_from_arc_qty(problem: Problem, arc_qty: IntArray) -> Solution:
+    """The plan that ships ``arc_qty``: the rest backordered, or rejected where not allowed."""
+    p = problem
+    shipped = np.bincount(p.arc_line, weights=arc_qty, minlength=p.n_lines).astype(np.int64)
+    served = np.bincount(p.line_order, weights=shipped, minlength=p.n_orders) > 0
+    rejected = ~served & ~p.order_allow_backorder
+    backorder = np.where(rejected[p.line_order], 0, p.line_qty - shipped).astype(np.int64)
+    return Solution(arc_qty.astype(np.int64), backorder, rejected)

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from allocator.plan import Solution
 from allocator.problem import Problem
+from allocator.solvers._columns import (
+    PatternBatch,
+    concat_patterns,
+    pattern_cost,
+    pattern_rows,
+    patterns_of_solution,
+    plan_from_arc_qty,
+    select_patterns,
+)
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._restrict import Restricted, restrict
 from allocator.solvers.exact import MilpModel, build_milp, solution_from_values
 from allocator.solvers.lagrangian import Coupling
 
-__all__ = ["improve_neighbourhood", "neighbourhoods"]
+__all__ = ["improve_neighbourhood", "improve_with_patterns", "neighbourhoods"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -128,8 +138,6 @@ def neighbourhoods(
     r = np.concatenate([b for _, b in incidence])
     key = np.unique(o * (r.max() + 1) + r)
     o, r = key // (r.max() + 1), key % (r.max() + 1)
-    import scipy.sparse as sp
-
     n_rows = int(r.max()) + 1 if len(r) else 0
     m = sp.csr_matrix((np.ones(len(o)), (o, r)), shape=(p.n_orders, n_rows))
     mt = sp.csr_matrix(m.T)
@@ -150,9 +158,80 @@ def neighbourhoods(
             nxt = nxt[~visited[nxt]]
             if len(nxt) == 0:
                 break
-            take = nxt[: size - len(group)]
+            if rng is not None:
+                nxt = rng.permutation(nxt)
+            take = np.sort(nxt[: size - len(group)])
             visited[take] = True
             group.extend(take.tolist())
             frontier = take.tolist()
         groups.append(np.sort(np.asarray(group, dtype=np.int64)))
     return groups
+
+
+def improve_with_patterns(
+    problem: Problem,
+    coupling: Coupling,
+    pool: PatternBatch,
+    pool_cost: FloatArray,
+    solution: Solution,
+    orders: IntArray,
+    *,
+    pair_extra: FloatArray | None = None,
+    time_limit: float | None = None,
+    node_limit: int | None = None,
+    seed: int = 0,
+) -> tuple[Solution, float]:
+    """Re-choose the patterns of ``orders`` among the known ones (a set-partitioning MILP).
+
+    The candidates are every pooled pattern of the chosen orders and their current ones; the
+    other orders keep theirs. The pattern formulation's LP is tight (it is the master of the
+    column generation), so HiGHS closes these MILPs quickly even for thousands of orders.
+
+    Returns
+    -------
+    (Solution, float)
+        The (possibly) improved plan and the improvement in cost.
+    """
+    p = problem
+    free = np.zeros(p.n_orders, bool)
+    free[orders] = True
+    free_orders = np.flatnonzero(free)
+    if len(free_orders) == 0:
+        return solution, 0.0
+    current = patterns_of_solution(p, solution, np.arange(p.n_orders, dtype=np.int64))
+    current_cost = pattern_cost(p, current, pair_extra)
+    cols = np.flatnonzero(free[pool.order])
+    mine = select_patterns(current, free_orders)
+    batch = concat_patterns(select_patterns(pool, cols), mine)
+    cost = np.concatenate([pool_cost[cols], current_cost[free_orders]])
+    unit, ship = pattern_rows(p, coupling, batch)
+    fixed_unit, fixed_ship = pattern_rows(
+        p, coupling, select_patterns(current, np.flatnonzero(~free))
+    )
+    unit_left = coupling.unit_bound - np.asarray(fixed_unit.sum(axis=1)).ravel()
+    ship_left = coupling.ship_bound - np.asarray(fixed_ship.sum(axis=1)).ravel()
+    local = np.full(p.n_orders, -1, np.int64)
+    local[free_orders] = np.arange(len(free_orders))
+    convexity = sp.csc_matrix(
+        (np.ones(batch.n), (local[batch.order], np.arange(batch.n))),
+        shape=(len(free_orders), batch.n),
+    )
+    n_rows = coupling.n_unit + coupling.n_ship
+    handle = HighsHandle(
+        np.concatenate([np.ones(len(free_orders)), np.full(n_rows, -np.inf)]),
+        np.concatenate([np.ones(len(free_orders)), unit_left, ship_left]),
+        seed=seed,
+    )
+    handle.add_columns(cost, np.ones(batch.n), sp.vstack([convexity, unit, ship]))
+    start = np.zeros(batch.n)
+    start[len(cols) :] = 1.0
+    before = float(current_cost[free_orders].sum())
+    res = handle.solve_mip(
+        np.ones(batch.n, bool), time_limit=time_limit, gap=1e-6, start=start, node_limit=node_limit
+    )
+    if res.x is None or not res.objective < before - 1e-6 * max(1.0, abs(before)):
+        return solution, 0.0
+    chosen = select_patterns(batch, np.flatnonzero(res.x > 0.5))
+    arc_qty = np.where(free[p.line_order[p.arc_line]], 0, solution.arc_qty).astype(np.int64)
+    np.add.at(arc_qty, chosen.arc, chosen.qty)
+    return plan_from_arc_qty(p, arc_qty), before - res.objective

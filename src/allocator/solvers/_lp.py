@@ -86,6 +86,7 @@ class HighsHandle:
         self._integer: FloatArray | None = None
         self._n_cols = 0
         self._pending = 0  # columns not yet passed to HiGHS
+        self._bounds_override: dict[int, tuple[float, float]] = {}
         self._highs: Any = None
 
     @property
@@ -103,6 +104,19 @@ class HighsHandle:
         self._blocks.append(block)
         self._n_cols += block.shape[1]
         self._pending += block.shape[1]
+
+    def set_column_bounds(self, columns: npt.NDArray[np.int64], lower: float, upper: float) -> None:
+        """Set the bounds of some columns (e.g. fix them at 1 while diving)."""
+        if len(columns) == 0:
+            return
+        if _HAVE_CORE:
+            highs = self._sync()
+            idx = np.asarray(columns, dtype=np.int32)
+            highs.changeColsBounds(
+                len(idx), idx, np.full(len(idx), float(lower)), np.full(len(idx), float(upper))
+            )
+        for c in np.asarray(columns).tolist():
+            self._bounds_override[int(c)] = (float(lower), float(upper))
 
     def set_row_upper(self, upper: FloatArray) -> None:
         """Change the upper bounds of all rows."""
@@ -189,6 +203,7 @@ class HighsHandle:
         start: FloatArray | None = None,
         node_limit: int | None = None,
         cutoff: float | None = None,
+        heuristic_effort: float | None = None,
     ) -> LpResult:
         """Solve with the flagged columns integer.
 
@@ -203,6 +218,8 @@ class HighsHandle:
             self._integer = np.asarray(integer, dtype=np.float64)
             highs.setOptionValue("presolve", "on")
             highs.setOptionValue("mip_max_nodes", int(node_limit) if node_limit else 2**31 - 1)
+            if heuristic_effort is not None:
+                highs.setOptionValue("mip_heuristic_effort", float(heuristic_effort))
             highs.setOptionValue(
                 "objective_bound", float(cutoff) if cutoff is not None else math.inf
             )
@@ -257,6 +274,9 @@ class HighsHandle:
 
         cost = np.concatenate(self._cost) if self._cost else np.zeros(0)
         upper = np.concatenate(self._upper) if self._upper else np.zeros(0)
+        lower = np.zeros(len(cost))
+        for c, (lo, hi) in self._bounds_override.items():
+            lower[c], upper[c] = lo, hi
         matrix = sp.hstack(self._blocks, format="csr") if self._blocks else None
         options: dict[str, Any] = {"disp": False}
         if time_limit:
@@ -265,7 +285,7 @@ class HighsHandle:
             res = milp(
                 cost,
                 integrality=np.asarray(integer, dtype=np.int64),
-                bounds=Bounds(np.zeros(len(cost)), upper),
+                bounds=Bounds(lower, upper),
                 constraints=LinearConstraint(matrix, self.row_lower, self.row_upper),
                 options={**options, "mip_rel_gap": gap},
             )
@@ -283,7 +303,7 @@ class HighsHandle:
             b_ub=self.row_upper[~eq] if (~eq).any() else None,
             A_eq=matrix[eq] if eq.any() else None,
             b_eq=self.row_upper[eq] if eq.any() else None,
-            bounds=list(zip(np.zeros(len(cost)), upper, strict=True)),
+            bounds=list(zip(lower, upper, strict=True)),
             method="highs",
             options=options,
         )

@@ -49,6 +49,7 @@ _TOL = 1e-9
 _CHUNK = 2_000_000
 _STATS: list[tuple[int, int, int, int, int]] | None = None
 #: Slot counts that enumeration groups are padded to.
+_LINE_BUCKETS = np.array([0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 1 << 40], dtype=np.int64)
 _BUCKETS = np.array(
     [
         0,
@@ -301,7 +302,7 @@ def price_block(
     *,
     arc_cap: IntArray | None = None,
     pair_open: BoolArray | None = None,
-    max_subsets: int = 16384,
+    max_subsets: int = 4096,
     alternatives: int = 0,
 ) -> Priced:
     """Solve every order's pricing problem in ``block``.
@@ -690,7 +691,7 @@ def _dominators(
         chunk = max(1, _CHUNK // max(u_g * u_g * l_g, 1))
         for c0 in range(0, len(group_all), chunk):
             group = group_all[c0 : c0 + chunk]
-            table_arc, _ = _slot_table(b, group, u_g, l_g, slot_of_pair)
+            table_arc, _, _ = _slot_table(b, group, u_g, l_g, slot_of_pair)
             has = table_arc >= 0
             safe = np.where(has, table_arc, 0)
             g_gain = np.where(has, gain[safe], 0.0)  # (g, L, u)
@@ -717,19 +718,28 @@ def _dominators(
 
 def _slot_table(
     b: OrderBlock, group: IntArray, u: int, n_lines: int, slot_of_pair: IntArray
-) -> tuple[IntArray, IntArray]:
-    """Dense (order, line, slot) table of arc indices (-1 where none) and the lines (g, L)."""
+) -> tuple[IntArray, IntArray, BoolArray]:
+    """Dense (order, line, slot) table of arc indices (-1 where none).
+
+    Orders with fewer than ``n_lines`` lines get padding lines (no arcs). Also returns the line
+    indices (g, L; padding lines repeat a real one) and which of them are real.
+    """
     g = len(group)
-    lines = b.line_start[group][:, None] + np.arange(n_lines)[None, :]  # (g, L)
-    flat_lines = lines.ravel()
+    count = b.line_start[group + 1] - b.line_start[group]
+    real = np.arange(n_lines)[None, :] < count[:, None]  # (g, L)
+    lines = b.line_start[group][:, None] + np.minimum(
+        np.arange(n_lines)[None, :], count[:, None] - 1
+    )
+    flat_lines = lines[real]
+    row_of_line = np.flatnonzero(real.ravel())  # row in the (g*L) table of each real line
     arcs = _lines_arcs(b, flat_lines)
     slot = slot_of_pair[b.arc_pair[arcs]]
     ok = slot >= 0
     arcs, slot = arcs[ok], slot[ok]
-    row = np.searchsorted(flat_lines, b.arc_line[arcs])
+    row = row_of_line[np.searchsorted(flat_lines, b.arc_line[arcs])]
     table_arc = np.full((g * n_lines, u), -1, np.int64)
     table_arc[row, slot] = arcs
-    return table_arc.reshape(g, n_lines, u), lines
+    return table_arc.reshape(g, n_lines, u), lines, real
 
 
 def _enumerate(
@@ -756,10 +766,12 @@ def _enumerate(
     n_lines = np.diff(b.line_start)
     # Orders are grouped by (slots, lines); slot counts are rounded up to a few sizes (padding
     # slots have no arcs and an infinite parcel cost) to keep the number of groups small.
-    u_pad = _BUCKETS[np.searchsorted(_BUCKETS, u)]
-    shapes = np.stack([u_pad[orders], n_lines[orders]], axis=1)
+    # Padding multiplies the subsets by C(u_pad, j) / C(u, j): worth it for small j only.
+    u_pad = _BUCKETS[np.searchsorted(_BUCKETS, u)] if j <= 3 else u
+    l_pad = _LINE_BUCKETS[np.searchsorted(_LINE_BUCKETS, n_lines)]
+    shapes = np.stack([u_pad[orders], l_pad[orders]], axis=1)
     for u_g, l_g in np.unique(shapes, axis=0).tolist():
-        group = orders[(u_pad[orders] == u_g) & (n_lines[orders] == l_g)]
+        group = orders[(u_pad[orders] == u_g) & (l_pad[orders] == l_g)]
         combos = _combinations(u_g, j)
         per_order = len(combos) * l_g * j
         chunk = max(1, _CHUNK // max(per_order, 1))
@@ -804,41 +816,52 @@ def _evaluate_group(
 ) -> None:
     """Subsets of ``u`` candidate locations for orders of ``n_lines`` lines (in place)."""
     g = len(group)
-    table_arc, lines = _slot_table(b, group, u, n_lines, slot_of_pair)
+    table_arc, lines, real_line = _slot_table(b, group, u, n_lines, slot_of_pair)
     has = table_arc >= 0
     safe = np.where(has, table_arc, 0)
     t_cost = np.where(has, unit_cost[safe], np.inf)
     t_cap = np.where(has, cap[safe], 0)
     t_gain = np.where(has, gain[safe], 0.0)
-    q = b.line_qty[lines]  # (g, L)
+    q = np.where(real_line, b.line_qty[lines], 0)  # (g, L)
     width = np.diff(starts)[group]
     real = np.arange(u)[None, :] < width[:, None]  # (g, u): padding slots are not real
     slot_pairs = cand_pairs[np.where(real, starts[group][:, None] + np.arange(u)[None, :], 0)]
     f = np.where(real, fixed[slot_pairs], np.inf)
 
-    # (g, L, C, j): each line's arcs in each subset, filled in unit-cost order.
+    # (g, L, C, j): each line's arcs in each subset, filled in unit-cost order. For a few
+    # members, the units placed before a member are summed over the members that sort before
+    # it (cheaper, or as cheap and earlier), which avoids a sort along a tiny axis.
+    j = combos.shape[1]
     c_cost = t_cost[:, :, combos]
-    order = np.argsort(c_cost, axis=-1, kind="stable")
-    s_cap = np.take_along_axis(t_cap[:, :, combos], order, -1)
-    s_gain = np.take_along_axis(t_gain[:, :, combos], order, -1)
-    cum = np.cumsum(s_cap, axis=-1)
-    fill = np.clip(q[:, :, None, None] - (cum - s_cap), 0, s_cap)
-    fill = np.where(s_gain > 0, fill, 0)
-    saving = (fill * s_gain).sum(axis=(1, 3))  # (g, C)
+    c_cap = t_cap[:, :, combos]
+    c_gain = t_gain[:, :, combos]
+    if j <= 4:
+        idx = np.arange(j)
+        earlier = idx[None, :] < idx[:, None]  # [i, m]: m earlier than i
+        ci = c_cost[..., :, None]
+        cm = c_cost[..., None, :]
+        ahead = (cm < ci) | ((cm == ci) & earlier)
+        before = (ahead * c_cap[..., None, :]).sum(-1)
+        fill = np.clip(q[:, :, None, None] - before, 0, c_cap)
+    else:
+        order = np.argsort(c_cost, axis=-1, kind="stable")
+        s_cap = np.take_along_axis(c_cap, order, -1)
+        cum = np.cumsum(s_cap, axis=-1)
+        s_fill = np.clip(q[:, :, None, None] - (cum - s_cap), 0, s_cap)
+        fill = np.take_along_axis(s_fill, np.argsort(order, axis=-1, kind="stable"), -1)
+    fill = np.where(c_gain > 0, fill, 0)
+    saving = (fill * c_gain).sum(axis=(1, 3))  # (g, C)
     total = base[group][:, None] + f[:, combos].sum(-1) - saving  # (g, C)
     best_c = np.argmin(total, axis=1)
     best = total[np.arange(g), best_c]
     tol = _TOL * np.maximum(1.0, np.abs(value[group]))
     improved = np.flatnonzero(best < value[group] - tol)
-    if len(improved) == 0:
-        return
-    fill_orig = np.take_along_axis(fill, np.argsort(order, axis=-1, kind="stable"), -1)
     for i in improved.tolist():
         o = int(group[i])
         c = int(best_c[i])
         members = combos[c]
         arcs_ij = table_arc[i][:, members]  # (L, j)
-        x = fill_orig[i, :, c, :]
+        x = fill[i, :, c, :]
         sel = (arcs_ij >= 0) & (x > 0)
         value[o] = float(best[i])
         choice[o] = -1

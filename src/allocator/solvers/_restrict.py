@@ -19,7 +19,7 @@ import polars as pl
 from allocator.plan import Solution
 from allocator.problem import Problem
 
-__all__ = ["Restricted", "restrict"]
+__all__ = ["Restricted", "restrict", "sub_problem"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -112,6 +112,34 @@ def restrict(
     cap_ships = np.maximum(p.location_capacity_shipments - ships, 0.0)
     limit_left = np.maximum(p.limit_bound - p.limit_usage(taken), 0.0)
 
+    return sub_problem(
+        p,
+        orders,
+        atp=atp,
+        cap_units=cap_units,
+        cap_ships=cap_ships,
+        limit_left=limit_left,
+        pair_open=pair_open,
+        pair_extra_cost=pair_extra_cost,
+    )
+
+
+def sub_problem(
+    problem: Problem,
+    orders: IntArray,
+    *,
+    atp: npt.NDArray[np.int64],
+    cap_units: FloatArray,
+    cap_ships: FloatArray,
+    limit_left: FloatArray,
+    pair_open: BoolArray | None = None,
+    pair_extra_cost: FloatArray | None = None,
+) -> Restricted:
+    """The sourcing problem of ``orders`` (sorted, unique) with the given stock and capacities.
+
+    Arc caps are cut to ``atp``; arcs left without stock (or of closed pairs) are dropped.
+    """
+    p = problem
     lines = _expand(p.order_line_start[orders], p.order_line_start[orders + 1])
     arcs = _expand(p.line_arc_start[lines], p.line_arc_start[lines + 1])
     cap = np.minimum(p.arc_cap[arcs], atp[p.arc_location[arcs], p.line_sku[p.arc_line[arcs]]])

@@ -53,9 +53,10 @@ from allocator.solvers._columns import (
     pattern_cost,
     pattern_rows,
     patterns_of_solution,
+    plan_from_arc_qty,
     solution_from_patterns,
 )
-from allocator.solvers._lns import improve_neighbourhood, neighbourhoods
+from allocator.solvers._lns import improve_neighbourhood, improve_with_patterns, neighbourhoods
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_block
 from allocator.solvers._primal import complete_greedy, improve_moves
@@ -71,6 +72,8 @@ FloatArray = npt.NDArray[np.float64]
 #: Arcs per partition of orders: large enough that numpy amortises its overhead, small enough
 #: that a process pool balances. Fixed by the problem, never by the executor.
 PARTITION_ARCS = 250_000
+#: Above this many orders the first master starts from each order's cheapest pattern only.
+LARGE_ORDERS = 20_000
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
 OPTIMAL_GAP = 1e-6
 
@@ -229,12 +232,18 @@ def solve_decomposed(
     pair_extra_cost: FloatArray | None = None,
     gap_target: float = 1e-6,
     max_rounds: int = 60,
-    alternatives: int = 2,
+    alternatives: int | None = None,
     primal: bool = True,
+    max_new: int = 5_000,
+    row_scale: float = 1.0,
+    cg_share: float = 0.5,
     partition_arcs: int = PARTITION_ARCS,
-    lns_passes: int = 2,
-    lns_size: int = 200,
-    lns_nodes: int = 1000,
+    pattern_passes: int = 6,
+    pattern_size: int = 2500,
+    pattern_nodes: int = 200,
+    lns_passes: int = 1,
+    lns_size: int = 150,
+    lns_nodes: int = 500,
     progress: bool | None = None,
     on_round: Callable[[dict[str, float]], None] | None = None,
 ) -> DecomposeResult:
@@ -259,14 +268,26 @@ def solve_decomposed(
     max_rounds
         Most column-generation rounds.
     alternatives
-        Single-location patterns per order added to the first master besides the cheapest.
+        Single-location patterns per order added to the first master besides the cheapest
+        (default: 4 up to :data:`LARGE_ORDERS` orders, none beyond, where the first master LP
+        would grow too large).
+    max_new
+        Most columns added to the master per round.
+    row_scale
+        Multiplies the bounds of the coupling rows (prices for a sample of the orders; the
+        bound and plan then refer to that scaled problem).
+    cg_share
+        With a time limit, the share of it that column generation may use before the plan is
+        built (when it has not converged earlier).
     partition_arcs
         Target arcs per partition of orders (the unit of parallel work).
     primal
         Build a plan (``False``: only the bound and prices; the plan is then a plain greedy one).
+    pattern_passes, pattern_size, pattern_nodes
+        Passes of re-choosing pooled patterns on neighbourhoods, orders per neighbourhood, and
+        the node limit of each set-partitioning MILP.
     lns_passes, lns_size, lns_nodes
-        Fix-and-solve passes, orders per neighbourhood (doubled in the second pass), and the
-        branch-and-bound node limit of each neighbourhood MILP.
+        Passes of fix-and-solve with the full model, orders per neighbourhood, node limit.
     progress
         Show a progress bar (``None``: when stderr is a terminal).
     on_round
@@ -283,7 +304,9 @@ def solve_decomposed(
         return deadline - time.perf_counter()
 
     p = problem
-    coupling = coupling_rows(p)
+    if alternatives is None:
+        alternatives = 4 if p.n_orders <= LARGE_ORDERS else 0
+    coupling = coupling_rows(p, row_scale)
     parts = _partitions(p, partition_arcs)
     blocks = [
         make_block(
@@ -314,9 +337,16 @@ def solve_decomposed(
         master.add(first.alternatives, pattern_cost(p, first.alternatives, pair_extra_cost))
     incumbent: Solution | None = None
     incumbent_cost = math.inf
+    if primal:
+        # The greedy baseline is the floor: the result is never worse than it.
+        from allocator.solvers.greedy import greedy_baseline
+
+        incumbent = greedy_baseline(p).solution
+        incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
     if warm_start is not None and not check_feasible(p, warm_start):
-        incumbent = warm_start
-        incumbent_cost = evaluate_with_extra(p, warm_start, pair_extra_cost)
+        warm_cost = evaluate_with_extra(p, warm_start, pair_extra_cost)
+        if warm_cost <= incumbent_cost:
+            incumbent, incumbent_cost = warm_start, warm_cost
         start_patterns = patterns_of_solution(p, warm_start, np.arange(p.n_orders))
         keep = np.diff(start_patterns.ptr) > 0
         start_patterns = _select(start_patterns, np.flatnonzero(keep))
@@ -330,9 +360,13 @@ def solve_decomposed(
     stopped_by_time = False
     rounds = 0
     alpha = 0.5
+    cg_deadline = t0 + cg_share * time_limit if time_limit is not None else math.inf
     for rounds in range(1, max_rounds + 1):
         if left() <= 0:
             stopped_by_time = True
+            break
+        if time.perf_counter() >= cg_deadline and rounds > 1:
+            stopped_by_time = True  # the rest of the time goes to the plan
             break
         solved = master.solve(max(left(), 0.01) if math.isfinite(deadline) else None)
         if solved is None:
@@ -358,9 +392,15 @@ def solve_decomposed(
                 break
             a = 0.0  # mispricing: the smoothed prices found nothing; price at the LP duals
         if negative.any():
-            new = _select(cand, np.flatnonzero(negative))
-            master.add(new, cand_cost[negative])
-            added = int(negative.sum())
+            # The most negative columns first, at most max_new per round: a warm-started LP
+            # re-solves quickly after a few thousand new columns, slowly after tens of
+            # thousands (the first rounds at 100,000 orders).
+            picked = np.flatnonzero(negative)
+            if len(picked) > max_new:
+                picked = picked[np.argsort(reduced[picked], kind="stable")[:max_new]]
+                picked.sort()
+            master.add(_select(cand, picked), cand_cost[picked])
+            added = len(picked)
         record = {
             "round": float(rounds),
             "lp": float(lp_value),
@@ -383,13 +423,13 @@ def solve_decomposed(
     candidate = None
     fractional = np.zeros(0, np.int64)
     if not primal:
-        lns_passes = 0
+        pattern_passes = lns_passes = 0
     if primal and x is not None and left() > 0:
         pool = master.pool.all()
         xs = np.concatenate([x, np.zeros(pool.n - len(x))])
         fractional = np.unique(pool.order[(xs > 1e-6) & (xs < 1 - 1e-6)])
         best_greedy: tuple[float, Solution] | None = None
-        for scale in (0.5, 1.0):
+        for scale in (0.5, 1.0) if p.n_orders <= LARGE_ORDERS else (0.5,):
             if best_greedy is not None and left() <= 0:
                 break
             scaled = (duals[0] * scale, duals[1] * scale)
@@ -400,7 +440,14 @@ def solve_decomposed(
         assert best_greedy is not None
         candidate = best_greedy[1]
         if left() > 0:
-            candidate = improve_moves(p, coupling, candidate, pair_extra=pair_extra_cost, rounds=5)
+            # Best-response moves for the orders the master left fractional (all orders on
+            # small problems).
+            movers = fractional if p.n_orders > LARGE_ORDERS else None
+            candidate = improve_moves(
+                p, coupling, candidate, pair_extra=pair_extra_cost, rounds=3, orders=movers
+            )
+    if candidate is None and not primal:
+        candidate = plan_from_arc_qty(p, np.zeros(p.n_arcs, np.int64))
     if candidate is None:
         candidate = complete_greedy(
             p,
@@ -416,20 +463,73 @@ def solve_decomposed(
     if candidate_cost < incumbent_cost:
         incumbent, incumbent_cost = candidate, candidate_cost
     assert incumbent is not None
-    history.append(_record(len(history) + 1, lp_value, best_bound, incumbent_cost, t0, "repair"))
+    _log(
+        history,
+        on_round,
+        bar,
+        _record(len(history) + 1, lp_value, best_bound, incumbent_cost, t0, "repair"),
+    )
 
-    # ---- fix-and-solve on neighbourhoods of contested orders ---------------------------------
     rng = np.random.default_rng(seed)
-    for lns_pass, (seeds, size) in enumerate(
-        ((fractional, lns_size), (np.arange(p.n_orders), 2 * lns_size))
-    ):
-        if lns_pass >= lns_passes or len(seeds) == 0:
+
+    def done() -> bool:
+        return left() <= 0 or _gap(incumbent_cost, best_bound) <= gap_target
+
+    # ---- re-choose patterns on neighbourhoods (set-partitioning MILPs over the pool) ---------
+    pool = master.pool.all()
+    pool_cost = master.pool.costs()
+    for lns_pass in range(pattern_passes):
+        if done():
             break
+        seeds = fractional if lns_pass == 0 and len(fractional) else np.arange(p.n_orders)
         groups = neighbourhoods(
-            p, coupling, seeds, incumbent, duals[0], duals[1], size=size, rng=rng
+            p, coupling, seeds, incumbent, duals[0], duals[1], size=pattern_size, rng=rng
+        )
+        gained = 0.0
+        for group in groups:
+            if done():
+                break
+            incumbent, gain = improve_with_patterns(
+                p,
+                coupling,
+                pool,
+                pool_cost,
+                incumbent,
+                group,
+                pair_extra=pair_extra_cost,
+                time_limit=None if not math.isfinite(deadline) else max(0.05, left()),
+                node_limit=pattern_nodes,
+                seed=seed,
+            )
+            if gain > 0:
+                gained += gain
+                incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
+        _log(
+            history,
+            on_round,
+            bar,
+            _record(
+                len(history) + 1,
+                lp_value,
+                best_bound,
+                incumbent_cost,
+                t0,
+                f"patterns{lns_pass + 1}",
+            ),
+        )
+        if gained <= 1e-9 * max(1.0, incumbent_cost):
+            break
+
+    # ---- fix-and-solve on small neighbourhoods with the full model -------------------------------
+    for lns_pass in range(lns_passes):
+        if done():
+            break
+        seeds = fractional if lns_pass == 0 and len(fractional) else np.arange(p.n_orders)
+        groups = neighbourhoods(
+            p, coupling, seeds, incumbent, duals[0], duals[1], size=lns_size, rng=rng
         )
         for group in groups:
-            if left() <= 0 or _gap(incumbent_cost, best_bound) <= gap_target:
+            if done():
                 break
             budget = None if not math.isfinite(deadline) else max(0.05, left())
             incumbent, gain = improve_neighbourhood(
@@ -443,13 +543,14 @@ def solve_decomposed(
             )
             if gain > 0:
                 incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
-        history.append(
+        _log(
+            history,
+            on_round,
+            bar,
             _record(
-                len(history) + 1, lp_value, best_bound, incumbent_cost, t0, f"lns{lns_pass + 1}"
-            )
+                len(history) + 1, lp_value, best_bound, incumbent_cost, t0, f"milp{lns_pass + 1}"
+            ),
         )
-        if on_round is not None:
-            on_round(history[-1])
     if bar is not None:
         bar.set_postfix(best=f"{incumbent_cost:.2f}", bound=f"{best_bound:.2f}")
         bar.close()
@@ -462,6 +563,19 @@ def solve_decomposed(
         stopped_by_time=stopped_by_time or left() <= 0,
         prices=(center_u, center_s),
     )
+
+
+def _log(
+    history: list[dict[str, float]],
+    on_round: Callable[[dict[str, float]], None] | None,
+    bar: Any,
+    record: dict[str, float],
+) -> None:
+    history.append(record)
+    if on_round is not None:
+        on_round(record)
+    if bar is not None:
+        bar.set_postfix(best=f"{record['best']:.2f}", bound=f"{record['bound']:.2f}")
 
 
 def _gap(cost: float, bound: float) -> float:
@@ -549,6 +663,7 @@ def lagrangian_bound(
     ship_price: FloatArray,
     *,
     executor: Executor | None = None,
+    coupling: Coupling | None = None,
 ) -> float:
     """The Lagrangian value of ``problem`` at the given prices: a certified lower bound.
 
@@ -560,6 +675,8 @@ def lagrangian_bound(
         Prices (``>= 0``) of the unit rows and shipment rows of :func:`coupling_rows`.
     executor
         Runs the pricing partitions.
+    coupling
+        The problem's coupling rows, when already computed.
 
     Returns
     -------
@@ -568,7 +685,7 @@ def lagrangian_bound(
     """
     from allocator.parallel import BlockRunner
 
-    coupling = coupling_rows(problem)
+    coupling = coupling or coupling_rows(problem)
     blocks = [
         make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
         for part in _partitions(problem)

@@ -93,13 +93,16 @@ class Coupling:
         return np.bincount(rows, minlength=self.n_ship).astype(np.float64)
 
 
-def coupling_rows(problem: Problem) -> Coupling:
+def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
     """The coupling rows of ``problem`` that some plan could break.
 
     Parameters
     ----------
     problem
         The compiled problem.
+    scale
+        Multiplies every row's bound (a sample of the orders facing its share of the stock and
+        capacities, for estimating prices); bounds may then be fractional.
 
     Returns
     -------
@@ -121,12 +124,12 @@ def coupling_rows(problem: Problem) -> Coupling:
     if p.n_arcs:
         uniq, inverse = np.unique(key, return_inverse=True)
         demand = np.bincount(inverse, weights=cap)
-        binding = demand > p.atp.ravel()[uniq]
+        binding = demand > scale * p.atp.ravel()[uniq]
         row_of = np.cumsum(binding) - 1
         sel = binding[inverse]
         rows.append(n_rows + row_of[inverse[sel]])
         cols.append(np.flatnonzero(sel))
-        bound.append(p.atp.ravel()[uniq[binding]].astype(np.float64))
+        bound.append(scale * p.atp.ravel()[uniq[binding]].astype(np.float64))
         kind.append(np.zeros(int(binding.sum()), np.int64))
         where.append((uniq[binding] // n_sku).astype(np.int64))
         skus.append((uniq[binding] % n_sku).astype(np.int64))
@@ -135,7 +138,7 @@ def coupling_rows(problem: Problem) -> Coupling:
     # Units per location.
     loc_demand = np.bincount(p.arc_location, weights=cap, minlength=p.n_locations)
     capped = np.flatnonzero(
-        np.isfinite(p.location_capacity_units) & (loc_demand > p.location_capacity_units)
+        np.isfinite(p.location_capacity_units) & (loc_demand > scale * p.location_capacity_units)
     )
     if len(capped):
         row_of_loc = np.full(p.n_locations, -1, np.int64)
@@ -144,7 +147,7 @@ def coupling_rows(problem: Problem) -> Coupling:
         sel = r >= 0
         rows.append(r[sel])
         cols.append(np.flatnonzero(sel))
-        bound.append(p.location_capacity_units[capped].astype(np.float64))
+        bound.append(scale * p.location_capacity_units[capped].astype(np.float64))
         kind.append(np.ones(len(capped), np.int64))
         where.append(capped.astype(np.int64))
         skus.append(np.full(len(capped), -1, np.int64))
@@ -155,7 +158,7 @@ def coupling_rows(problem: Problem) -> Coupling:
         owner = np.repeat(np.arange(p.n_limits), np.diff(p.limit_start))
         rows.append(n_rows + owner)
         cols.append(p.limit_arcs.astype(np.int64))
-        bound.append(p.limit_bound.astype(np.float64))
+        bound.append(scale * p.limit_bound.astype(np.float64))
         kind.append(np.full(p.n_limits, 2, np.int64))
         where.append(np.full(p.n_limits, -1, np.int64))
         skus.append(np.full(p.n_limits, -1, np.int64))
@@ -174,7 +177,8 @@ def coupling_rows(problem: Problem) -> Coupling:
     # Shipments per location.
     loc_pairs = np.bincount(p.pair_location, minlength=p.n_locations)
     ship_capped = np.flatnonzero(
-        np.isfinite(p.location_capacity_shipments) & (loc_pairs > p.location_capacity_shipments)
+        np.isfinite(p.location_capacity_shipments)
+        & (loc_pairs > scale * p.location_capacity_shipments)
     )
     ship_row_of_loc = np.full(p.n_locations, -1, np.int64)
     ship_row_of_loc[ship_capped] = np.arange(len(ship_capped))
@@ -185,6 +189,6 @@ def coupling_rows(problem: Problem) -> Coupling:
         unit_location=np.concatenate(where) if where else np.zeros(0, np.int64),
         unit_sku=np.concatenate(skus) if skus else np.zeros(0, np.int64),
         pair_ship_row=ship_row_of_loc[p.pair_location],
-        ship_bound=p.location_capacity_shipments[ship_capped].astype(np.float64),
+        ship_bound=scale * p.location_capacity_shipments[ship_capped].astype(np.float64),
         ship_location=ship_capped.astype(np.int64),
     )
