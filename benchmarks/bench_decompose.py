@@ -38,7 +38,7 @@ CASES: dict[str, tuple[int, int, int, float]] = {
     "L": (100_000, 100, 20_000, 180.0),
 }
 #: About 1,000,000 order lines (1.64 lines per order on average).
-XL = (610_000, 50, 50_000, 900.0)
+XL = (612_000, 50, 50_000, 900.0)
 
 
 def _peak_mb() -> float:

@@ -189,8 +189,9 @@ class HighsHandle:
                 self._integer = None
             with _quiet_native_stdout():
                 highs.run()
-            # Later solves start from this basis; presolve would throw it away.
-            highs.setOptionValue("presolve", "off")
+            # Re-solves keep presolve on: without it a warm start was twice as fast on some
+            # generated instances and more than ten times slower on others (measured at 10,000
+            # orders); HiGHS still reuses the basis where it can.
             return self._result(highs, mip=False)
         return self._fallback(mip=False, time_limit=time_limit, gap=0.0, start=None)
 

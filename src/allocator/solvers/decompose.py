@@ -236,12 +236,12 @@ def solve_decomposed(
     primal: bool = True,
     max_new: int = 5_000,
     row_scale: float = 1.0,
-    cg_share: float = 0.5,
+    cg_share: float = 0.6,
     partition_arcs: int = PARTITION_ARCS,
-    pattern_passes: int = 6,
+    pattern_passes: int = 8,
     pattern_size: int = 2500,
     pattern_nodes: int = 200,
-    lns_passes: int = 1,
+    lns_passes: int = 8,
     lns_size: int = 150,
     lns_nodes: int = 500,
     progress: bool | None = None,
@@ -429,8 +429,10 @@ def solve_decomposed(
         xs = np.concatenate([x, np.zeros(pool.n - len(x))])
         fractional = np.unique(pool.order[(xs > 1e-6) & (xs < 1 - 1e-6)])
         best_greedy: tuple[float, Solution] | None = None
+        # With a time limit, the second variant only when at least a quarter of it is left.
+        quarter = 0.25 * time_limit if time_limit is not None else 0.0
         for scale in (0.5, 1.0) if p.n_orders <= LARGE_ORDERS else (0.5,):
-            if best_greedy is not None and left() <= 0:
+            if best_greedy is not None and left() <= quarter:
                 break
             scaled = (duals[0] * scale, duals[1] * scale)
             sol = _plan_from_master(p, coupling, master, x, scaled, pair_extra_cost)
@@ -439,7 +441,7 @@ def solve_decomposed(
                 best_greedy = (c, sol)
         assert best_greedy is not None
         candidate = best_greedy[1]
-        if left() > 0:
+        if left() > quarter:
             # Best-response moves for the orders the master left fractional (all orders on
             # small problems).
             movers = fractional if p.n_orders > LARGE_ORDERS else None
@@ -475,82 +477,79 @@ def solve_decomposed(
     def done() -> bool:
         return left() <= 0 or _gap(incumbent_cost, best_bound) <= gap_target
 
-    # ---- re-choose patterns on neighbourhoods (set-partitioning MILPs over the pool) ---------
+    # ---- neighbourhood search: the two kinds alternate, one pass each, while either gains ----
+    # A pattern pass re-chooses pooled patterns for thousands of orders at once (set
+    # partitioning); a model pass re-sources a hundred or so orders with the full MILP, which
+    # can find patterns that were never generated. Measured on 10,000 orders, each kind
+    # stalled where the other still found a percent or more.
     pool = master.pool.all()
     pool_cost = master.pool.costs()
-    for lns_pass in range(pattern_passes):
-        if done():
-            break
-        seeds = fractional if lns_pass == 0 and len(fractional) else np.arange(p.n_orders)
-        groups = neighbourhoods(
-            p, coupling, seeds, incumbent, duals[0], duals[1], size=pattern_size, rng=rng
-        )
-        gained = 0.0
-        for group in groups:
-            if done():
-                break
-            incumbent, gain = improve_with_patterns(
-                p,
-                coupling,
-                pool,
-                pool_cost,
-                incumbent,
-                group,
-                pair_extra=pair_extra_cost,
-                time_limit=None if not math.isfinite(deadline) else max(0.05, left()),
-                node_limit=pattern_nodes,
-                seed=seed,
+    pattern_round = model_round = 0
+    stalled = {"patterns": False, "milp": False}
+    while not done() and not all(stalled.values()):
+        if pattern_round >= pattern_passes:
+            stalled["patterns"] = True
+        if model_round >= lns_passes:
+            stalled["milp"] = True
+        for kind in ("patterns", "milp"):
+            if done() or stalled[kind]:
+                continue
+            rnd_index = pattern_round if kind == "patterns" else model_round
+            seeds = fractional if rnd_index == 0 and len(fractional) else np.arange(p.n_orders)
+            size = pattern_size if kind == "patterns" else lns_size
+            groups = neighbourhoods(
+                p, coupling, seeds, incumbent, duals[0], duals[1], size=size, rng=rng
             )
-            if gain > 0:
-                gained += gain
-                incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
-        _log(
-            history,
-            on_round,
-            bar,
-            _record(
-                len(history) + 1,
-                lp_value,
-                best_bound,
-                incumbent_cost,
-                t0,
-                f"patterns{lns_pass + 1}",
-            ),
-        )
-        if gained <= 1e-9 * max(1.0, incumbent_cost):
-            break
-
-    # ---- fix-and-solve on small neighbourhoods with the full model -------------------------------
-    for lns_pass in range(lns_passes):
-        if done():
-            break
-        seeds = fractional if lns_pass == 0 and len(fractional) else np.arange(p.n_orders)
-        groups = neighbourhoods(
-            p, coupling, seeds, incumbent, duals[0], duals[1], size=lns_size, rng=rng
-        )
-        for group in groups:
-            if done():
-                break
-            budget = None if not math.isfinite(deadline) else max(0.05, left())
-            incumbent, gain = improve_neighbourhood(
-                p,
-                incumbent,
-                group,
-                pair_extra=pair_extra_cost,
-                node_limit=lns_nodes,
-                time_limit=budget,
-                seed=seed,
+            gained = 0.0
+            for group in groups:
+                if done():
+                    break
+                budget = None if not math.isfinite(deadline) else max(0.05, left())
+                if kind == "patterns":
+                    incumbent, gain = improve_with_patterns(
+                        p,
+                        coupling,
+                        pool,
+                        pool_cost,
+                        incumbent,
+                        group,
+                        pair_extra=pair_extra_cost,
+                        time_limit=budget,
+                        node_limit=pattern_nodes,
+                        seed=seed,
+                    )
+                else:
+                    incumbent, gain = improve_neighbourhood(
+                        p,
+                        incumbent,
+                        group,
+                        pair_extra=pair_extra_cost,
+                        node_limit=lns_nodes,
+                        time_limit=budget,
+                        seed=seed,
+                    )
+                if gain > 0:
+                    gained += gain
+                    incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
+            if kind == "patterns":
+                pattern_round += 1
+            else:
+                model_round += 1
+            _log(
+                history,
+                on_round,
+                bar,
+                _record(
+                    len(history) + 1,
+                    lp_value,
+                    best_bound,
+                    incumbent_cost,
+                    t0,
+                    f"{kind}{rnd_index + 1}",
+                ),
             )
-            if gain > 0:
-                incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
-        _log(
-            history,
-            on_round,
-            bar,
-            _record(
-                len(history) + 1, lp_value, best_bound, incumbent_cost, t0, f"milp{lns_pass + 1}"
-            ),
-        )
+            if gained <= 1e-9 * max(1.0, incumbent_cost):
+                stalled[kind] = True
     if bar is not None:
         bar.set_postfix(best=f"{incumbent_cost:.2f}", bound=f"{best_bound:.2f}")
         bar.close()
