@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -41,7 +42,16 @@ MAX_ID_LENGTH = 200
 MAX_LINES = 10_000
 """Most lines one call may name."""
 
-_BAD_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters and lone surrogates
+_BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""The characters an identifier must not contain: Unicode's categories Cc (control characters,
+a fixed set) and Cs (lone surrogates), which are exactly these ranges."""
+
+_VALID_IDS: set[str] = set()
+"""Strings already found to be valid identifiers of any length (checked again only for length).
+
+Reads and reservations name the same locations and SKUs over and over; remembering them makes
+the check of a known id one set lookup. Only exact ``str`` objects are remembered."""
+_VALID_IDS_MAX = 100_000
 
 
 def _describe(value: object) -> str:
@@ -81,6 +91,9 @@ def check_id(
         When the value is not a valid identifier.
     """
 
+    if value.__class__ is str and value in _VALID_IDS and len(value) <= max_length:
+        return value
+
     def fail(why: str) -> InputError:
         return InputError(why, source=source, row=row, column=column)
 
@@ -90,11 +103,15 @@ def check_id(
         raise fail("must not be empty")
     if len(value) > max_length:
         raise fail(f"must be at most {max_length} characters, got {len(value)}")
-    for position, char in enumerate(value):
-        if unicodedata.category(char) in _BAD_CATEGORIES:
-            raise fail(f"contains a control character {char!r} at position {position}")
+    bad = _BAD_CHAR.search(value)
+    if bad is not None:
+        raise fail(f"contains a control character {bad.group()!r} at position {bad.start()}")
     if not unicodedata.is_normalized("NFC", value):
         raise fail("must be NFC-normalised unicode (normalise it with unicodedata.normalize)")
+    if value.__class__ is str:
+        if len(_VALID_IDS) >= _VALID_IDS_MAX:
+            _VALID_IDS.clear()
+        _VALID_IDS.add(value)
     return value
 
 
@@ -190,7 +207,9 @@ def check_lines(value: object, source: str = "lines") -> dict[Pair, int]:
         raise InputError(f"at most {MAX_LINES} lines, got {len(value)}", source=source)
     merged: dict[Pair, int] = {}
     for index, line in enumerate(value, start=1):
-        if isinstance(line, str | bytes) or not isinstance(line, Sequence) or len(line) != 3:
+        if not (line.__class__ is tuple and len(line) == 3) and (
+            isinstance(line, str | bytes) or not isinstance(line, Sequence) or len(line) != 3
+        ):
             raise InputError(
                 f"expected a (sku, location_id, qty) tuple, got {_describe(line)}",
                 source=source,

@@ -1021,7 +1021,10 @@ class Ledger:
                 raise InputError("expected a list of (location_id, sku) pairs", source="pairs")
             wanted = []
             for number, pair in enumerate(pairs, start=1):
-                if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+                # A plain tuple needs no ABC check (the slow part of checking 150 pairs).
+                if not (pair.__class__ is tuple and len(pair) == 2) and (
+                    not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2
+                ):
                     raise InputError(
                         "expected a (location_id, sku) pair", source="pairs", row=number
                     )
@@ -1032,7 +1035,9 @@ class Ledger:
         due: dict[Pair, int] = {}
         with self._store.read() as reader:
             totals = reader.totals(wanted)
-            lapsed = reader.lapsed(now, wanted)
+            # Only reserved units can lapse: look up lapsed holds of those positions alone.
+            held = None if wanted is None else [pair for pair in totals if totals[pair].reserved]
+            lapsed = reader.lapsed(now, held) if held is None or held else {}
             if day is not None:
                 for row in reader.inbound(wanted, due_by=day):
                     pair = (row.location_id, row.sku)

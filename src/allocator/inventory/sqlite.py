@@ -120,6 +120,8 @@ _SCHEMA_VERSION = 1
 
 
 class _SQLiteTx(SQLTx):
+    join_pairs = True
+
     def to_time(self, value: datetime | None) -> Any:
         # Fixed-width UTC text, so that comparing strings compares times.
         return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
