@@ -48,6 +48,25 @@ _INBOUND_SELECT = "t.inbound_id, t.location_id, t.sku, t.qty, t.eta, t.received,
 Row = tuple[Any, ...]
 
 
+_NO_PAIR = ("", "")
+"""Pads lists of positions: identifiers are never empty, so it matches no row."""
+
+
+def _padded(pairs: Sequence[Pair]) -> Sequence[Pair]:
+    """``pairs`` padded to a power of two (at most ``_CHUNK``) with a position that never exists.
+
+    Queries over lists of positions are then one of a few texts, which the driver's statement
+    cache keeps prepared: preparing a query over 150 positions costs SQLite more (0.2 ms) than
+    running it.
+    """
+    size = 1 << (len(pairs) - 1).bit_length()
+    if size > _CHUNK:
+        size = _CHUNK
+    if size <= len(pairs):
+        return pairs
+    return [*pairs, *([_NO_PAIR] * (size - len(pairs)))]
+
+
 def _pairs_filter(pairs: Sequence[Pair], prefix: str = "") -> tuple[str, list[str]]:
     """SQL condition matching the positions in ``pairs`` and its parameters.
 
@@ -56,6 +75,7 @@ def _pairs_filter(pairs: Sequence[Pair], prefix: str = "") -> tuple[str, list[st
     """
     if len(pairs) == 1:
         return f"({prefix}location_id = ? AND {prefix}sku = ?)", list(pairs[0])
+    pairs = _padded(pairs)
     values = ", ".join(["(?, ?)"] * len(pairs))
     return f"({prefix}location_id, {prefix}sku) IN (VALUES {values})", [
         part for pair in pairs for part in pair
@@ -130,8 +150,9 @@ class SQLTx:
         if pairs is None:
             return self.rows(f"SELECT {columns} FROM {table} AS t WHERE {where} {tail}", params)
         out: list[Row] = []
-        for part in chunks(sorted(set(pairs)), _CHUNK):
+        for part in chunks(list(dict.fromkeys(pairs)), _CHUNK):
             if self.join_pairs and len(part) > 1:
+                part = _padded(part)
                 values = ", ".join(["(?, ?)"] * len(part))
                 out.extend(
                     self.rows(

@@ -27,6 +27,7 @@ __all__ = [
     "check_id",
     "check_lines",
     "check_now",
+    "check_pairs",
     "check_qty",
     "check_text",
     "check_ttl",
@@ -47,7 +48,7 @@ _BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 a fixed set) and Cs (lone surrogates), which are exactly these ranges."""
 
 _VALID_IDS: set[str] = set()
-"""Strings already found to be valid identifiers of any length (checked again only for length).
+"""Strings already found to be valid identifiers (of at most ``MAX_ID_LENGTH`` characters).
 
 Reads and reservations name the same locations and SKUs over and over; remembering them makes
 the check of a known id one set lookup. Only exact ``str`` objects are remembered."""
@@ -108,11 +109,49 @@ def check_id(
         raise fail(f"contains a control character {bad.group()!r} at position {bad.start()}")
     if not unicodedata.is_normalized("NFC", value):
         raise fail("must be NFC-normalised unicode (normalise it with unicodedata.normalize)")
-    if value.__class__ is str:
+    if value.__class__ is str and len(value) <= MAX_ID_LENGTH:
         if len(_VALID_IDS) >= _VALID_IDS_MAX:
             _VALID_IDS.clear()
         _VALID_IDS.add(value)
     return value
+
+
+def check_pairs(value: object, source: str = "pairs") -> list[Pair]:
+    """Check a list of positions ``[(location_id, sku), ...]``.
+
+    Returns
+    -------
+    list
+        The positions as ``(location_id, sku)`` tuples, in the order given.
+
+    Raises
+    ------
+    InputError
+        When ``value`` is not a sequence of pairs, or an identifier is bad (``row`` is the
+        1-based position, ``column`` the field).
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise InputError("expected a list of (location_id, sku) pairs", source=source)
+    valid = _VALID_IDS
+    out: list[Pair] = []
+    for number, pair in enumerate(value, start=1):
+        # The common case, checked inline: a tuple of two identifiers seen before (which are
+        # exact strs of at most MAX_ID_LENGTH characters, so hashing them cannot fail).
+        if pair.__class__ is tuple and len(pair) == 2:
+            location, sku = pair
+            if (
+                location.__class__ is str
+                and sku.__class__ is str
+                and location in valid
+                and sku in valid
+            ):
+                out.append(pair)
+                continue
+        elif not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+            raise InputError("expected a (location_id, sku) pair", source=source, row=number)
+        location = check_id(pair[0], source, row=number, column="location_id")
+        out.append((location, check_id(pair[1], source, row=number, column="sku")))
+    return out
 
 
 def check_text(value: object, source: str, *, optional: bool = False) -> str | None:
