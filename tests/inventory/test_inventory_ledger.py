@@ -191,6 +191,7 @@ def test_transfer(ledger: Ledger) -> None:
         ledger.transfer("SKU1", "L1", "L2", 4, key="t1")
     posting = ledger.transfer("SKU1", "L1", "L2", 3, key="t2")
     assert [e.kind for e in posting.entries] == [EntryKind.TRANSFER_OUT, EntryKind.TRANSFER_IN]
+    assert posting.entries == ledger.entries(key="t2")  # with the sequence numbers stored
     assert ledger.position("SKU1", "L1").on_hand == 2
     assert ledger.position("SKU1", "L2").on_hand == 3
     with pytest.raises(InputError) as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,34 @@ def test_sqlite_waits_for_a_writer_in_another_connection(tmp_path: Path) -> None
     assert ledger.available("A", "L1") == 4
     blocker.close()
     ledger.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_sqlite_checkpoints_off_the_writers_path(tmp_path: Path, background: bool) -> None:
+    path = tmp_path / "x.db"
+    store = SQLiteStore(str(path), background_checkpoint=background)
+    with Ledger(store) as ledger:
+        ledger.receive("L1", "A", 10**6, key="stock")
+        empty = path.stat().st_size
+        for n in range(250):  # about 2,000 WAL pages: under the 4,000-page automatic backstop
+            hold = ledger.reserve(f"o{n}", [("A", "L1", 1)], key=f"r{n}")
+            if n % 2:
+                ledger.release(f"o{n}", key=f"c{n}", hold=hold)
+        checkpointer = store._checkpointer
+        if background:
+            assert checkpointer is not None
+            deadline = time.monotonic() + 30
+            while path.stat().st_size == empty and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert path.stat().st_size > empty  # pages were copied from the WAL by the thread
+        else:
+            assert checkpointer is None
+        entries = ledger.entries()
+        assert [e.seq for e in entries] == sorted({e.seq for e in entries})
+        assert ledger.verify(database=True) == []
+        assert ledger.position("A", "L1").reserved == 125
+    if checkpointer is not None:
+        assert not checkpointer._thread.is_alive()  # close() stopped it
 
 
 def test_reopened_sqlite_ledger_keeps_everything(tmp_path: Path) -> None:

@@ -21,14 +21,16 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from allocator.errors import LedgerError
 from allocator.inventory._sql import KINDS_SQL, STATUSES_SQL, SQLTx
-from allocator.inventory._store import ReadTx, Store, WriteTx
+from allocator.inventory._store import ReadTx, Store, WriteTx, chunks
+from allocator.inventory._types import Entry
 
 __all__ = ["SCHEMA", "SQLiteStore"]
 
@@ -116,15 +118,47 @@ CREATE TABLE IF NOT EXISTS idempotency (
 """The SQLite schema (created on first open; ``PRAGMA user_version`` records its version)."""
 
 _TRANSIENT = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_ENTRY_INSERT_COLUMNS = (
+    "at, kind, location_id, sku, qty, d_on_hand, d_reserved, d_inbound, d_safety, reason,"
+    " order_id, hold_id, key"
+)
+_ENTRY_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHECKPOINT_EVERY = 100  # commits of one store between background checkpoints
+_BACKSTOP_PAGES = 4_000  # WAL pages at which a commit checkpoints by itself after all
 _SCHEMA_VERSION = 1
 
 
 class _SQLiteTx(SQLTx):
     join_pairs = True
+    _last_time: datetime | None = None
+    _last_text = ""
 
     def to_time(self, value: datetime | None) -> Any:
-        # Fixed-width UTC text, so that comparing strings compares times.
-        return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+        # Fixed-width UTC text, so that comparing strings compares times. A write stores its
+        # one "now" several times (entries, hold, key): convert it once.
+        if value is None:
+            return None
+        if value is not self._last_time:
+            self._last_time = value
+            self._last_text = value.astimezone(UTC).isoformat(timespec="microseconds")
+        return self._last_text
+
+    def append(self, entries: Sequence[Entry]) -> list[Entry]:
+        # One statement per 64 entries. The sequence numbers are the rowids, which SQLite
+        # hands out as max + 1 row after row, in the order of the VALUES list (the write lock
+        # is held, and entries are never deleted): sorted, they follow the entries.
+        out: list[Entry] = []
+        for part in chunks(entries, 64):
+            values = ", ".join([_ENTRY_VALUES] * len(part))
+            seqs = sorted(
+                int(row[0])
+                for row in self.rows(
+                    f"INSERT INTO entries ({_ENTRY_INSERT_COLUMNS}) VALUES {values} RETURNING seq",
+                    [value for entry in part for value in self.entry_params(entry)],
+                )
+            )
+            out.extend(replace(entry, seq=seq) for entry, seq in zip(part, seqs, strict=True))
+        return out
 
     def from_time(self, value: Any) -> datetime:
         return datetime.fromisoformat(value)
@@ -134,6 +168,57 @@ class _SQLiteTx(SQLTx):
 
     def from_date(self, value: Any) -> date:
         return date.fromisoformat(value)
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the ``COMMIT`` that lets the WAL pass 1,000 pages:
+    about one write in a hundred then waits several milliseconds for it (and for its fsyncs).
+    Here writers only count their commits and, every ``_CHECKPOINT_EVERY``, wake this thread,
+    which runs a ``PASSIVE`` checkpoint on its own connection: it never blocks readers or
+    writers (SQLite lets writers append to the WAL meanwhile, and the driver releases the GIL
+    while SQLite works). The automatic checkpoint stays on at ``_BACKSTOP_PAGES`` in case this
+    thread falls behind or is gone (after a fork).
+    """
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqlite-checkpoint:{path}", daemon=True
+        )
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:  # pragma: no cover - the store's own connect succeeded
+            logger.warning("SQLite checkpoint thread could not connect: %s", error)
+            return
+        try:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as error:  # pragma: no cover - busy, or the disk
+                    logger.debug("SQLite background checkpoint failed: %s", error)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=60)
 
 
 def _transient(error: sqlite3.OperationalError) -> bool:
@@ -154,6 +239,10 @@ class SQLiteStore(Store):
     synchronous
         SQLite's ``synchronous`` setting: ``"FULL"`` (durable on power loss) or ``"NORMAL"``
         (durable when the process dies; faster).
+    background_checkpoint
+        Copy the WAL into the database file from a background thread (started at the first
+        write), so that no write waits for a checkpoint; ``False`` leaves it to SQLite's
+        automatic checkpoint, inside the commit of every thousandth page or so.
     """
 
     name = "sqlite"
@@ -165,12 +254,17 @@ class SQLiteStore(Store):
         busy_timeout: float = 30.0,
         max_attempts: int = 12,
         synchronous: str = "FULL",
+        background_checkpoint: bool = True,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"Expected synchronous in FULL, NORMAL, EXTRA, got {synchronous!r}.")
         self.path = path
         self._max_attempts = max_attempts
+        self._synchronous = synchronous
         self._lock = threading.Lock()
+        self._checkpointer: _Checkpointer | None = None
+        self._background = background_checkpoint and path != ":memory:"
+        self._commits = 0
         self._conn = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -187,8 +281,12 @@ class SQLiteStore(Store):
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() not in ("wal", "memory"):
             raise LedgerError(f"SQLite refused WAL mode for {self.path!r} (got {mode!r})")
+        if mode.lower() != "wal":
+            self._background = False
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if self._background:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_PAGES}")
         if conn.execute("PRAGMA user_version").fetchone()[0] == _SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -234,6 +332,13 @@ class SQLiteStore(Store):
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
+                if self._background:
+                    self._commits += 1
+                    if self._commits >= _CHECKPOINT_EVERY:
+                        self._commits = 0
+                        if self._checkpointer is None:
+                            self._checkpointer = _Checkpointer(self.path, self._synchronous)
+                        self._checkpointer.request()
                 return result
 
         return self._retrying(attempt)
@@ -241,6 +346,8 @@ class SQLiteStore(Store):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
             self._conn.close()
 
     def integrity_problems(self) -> list[str]:
