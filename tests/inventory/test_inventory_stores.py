@@ -85,6 +85,31 @@ def test_sqlite_settings_and_guards(tmp_path: Path) -> None:
     raw.close()
 
 
+def test_sqlite_durability_option(tmp_path: Path) -> None:
+    def level(ledger: Ledger) -> int:
+        conn = ledger.store._conn  # type: ignore[attr-defined]
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    path = tmp_path / "ledger.db"
+    with open_ledger(f"sqlite:///{path}?synchronous=normal") as ledger:
+        assert level(ledger) == 1  # NORMAL
+    with open_ledger(path, synchronous="NORMAL") as ledger:
+        assert level(ledger) == 1
+    with open_ledger(f"sqlite:///{path}?synchronous=NORMAL", synchronous="normal") as ledger:
+        assert level(ledger) == 1
+    with open_ledger(f"sqlite:///{path}", synchronous="EXTRA") as ledger:
+        assert level(ledger) == 3
+    for url, value in [
+        (f"sqlite:///{path}", "OFF"),
+        (f"sqlite:///{path}", 1),
+        (f"sqlite:///{path}?synchronous=FULL", "NORMAL"),
+        ("memory://", "NORMAL"),
+    ]:
+        with pytest.raises(allocator.errors.InputError) as error:
+            open_ledger(url, synchronous=value)  # type: ignore[arg-type]
+        assert error.value.source == "synchronous"
+
+
 def test_sqlite_busy_is_retried(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "x.db"), max_attempts=3)
     calls = []

@@ -17,6 +17,7 @@ def open_ledger(
     clock: Clock | None = None,
     timeout: float = 30.0,
     max_attempts: int = 12,
+    synchronous: str | None = None,
 ) -> Ledger:
     """Open (and create, if new) an inventory ledger.
 
@@ -28,7 +29,7 @@ def open_ledger(
         - ``"sqlite:///inventory.db"`` (relative path), ``"sqlite:////var/lib/inv.db"`` (absolute)
           or a plain path: the embedded SQLite store, safe for many processes on one machine.
           ``?synchronous=NORMAL`` trades durability on power loss (not on a crash of the
-          process) for faster commits; the default is ``FULL``;
+          process) for faster commits; the default is ``FULL`` (see ``synchronous``);
         - ``"memory://"``: in process memory, for tests and simulations;
         - ``"postgresql://user@host:port/db"``: PostgreSQL (needs ``allocator[postgres]``).
     clock
@@ -39,6 +40,13 @@ def open_ledger(
     max_attempts
         How many times a write that meets a transient conflict (a busy database, a deadlock,
         a serialization failure) is tried before the error reaches the caller.
+    synchronous
+        SQLite only (the same as ``?synchronous=`` in the URL): ``"FULL"`` (the default) makes
+        every commit wait for an fsync of the write-ahead log, so that it survives a power
+        cut; ``"NORMAL"`` skips that wait: a commit still survives a crash of the process (or
+        of every process), but the last commits before a power cut or an operating-system
+        crash may be lost (never half of one: the ledger stays consistent). ``"EXTRA"`` also
+        syncs the directory.
 
     Returns
     -------
@@ -55,6 +63,14 @@ def open_ledger(
     text = os.fspath(url)
     if not isinstance(text, str) or not text:
         raise InputError(f"expected a store URL, got {url!r}", source="url")
+    if synchronous is not None and (
+        not isinstance(synchronous, str) or synchronous.upper() not in ("FULL", "NORMAL", "EXTRA")
+    ):
+        raise InputError(
+            f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}", source="synchronous"
+        )
+    if synchronous is not None and not (text.startswith("sqlite:") or "://" not in text):
+        raise InputError("synchronous applies to a SQLite store only", source="synchronous")
     if text.startswith("memory:"):
         from allocator.inventory.memory import MemoryStore
 
@@ -88,12 +104,15 @@ def open_ledger(
         raise InputError("the SQLite URL names no file", source="url")
     from allocator.inventory.sqlite import SQLiteStore
 
-    synchronous = options.get("synchronous", "FULL").upper()
-    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
-        raise InputError(
-            f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}", source="url"
-        )
-    store = SQLiteStore(
-        path, busy_timeout=timeout, max_attempts=max_attempts, synchronous=synchronous
-    )
+    level = options.get("synchronous", "FULL").upper()
+    if level not in ("FULL", "NORMAL", "EXTRA"):
+        raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, got {level!r}", source="url")
+    if synchronous is not None:
+        if "synchronous" in options and synchronous.upper() != level:
+            raise InputError(
+                f"the URL says synchronous={level} but the argument says {synchronous!r}",
+                source="synchronous",
+            )
+        level = synchronous.upper()
+    store = SQLiteStore(path, busy_timeout=timeout, max_attempts=max_attempts, synchronous=level)
     return Ledger(store, clock=clock)
