@@ -365,3 +365,35 @@ def test_positions_of_chosen_pairs(ledger: Ledger, clock: FakeClock) -> None:
     with pytest.raises(InputError) as error:
         ledger.positions([("L1",)])  # type: ignore[list-item]
     assert (error.value.source, error.value.row) == ("pairs", 1)
+
+
+def test_positions_of_many_pairs(ledger: Ledger, clock: FakeClock) -> None:
+    # Lists of positions long enough to be read in chunks, padded, and with lapsed holds picked
+    # out of all of them; ids checked once are remembered, but each check still holds.
+    pairs = [(f"L{n}", sku) for n in range(250) for sku in ("A", "B")]
+    for n, (location, sku) in enumerate(pairs[:40]):
+        ledger.receive(location, sku, 10, key=f"in-{n}")
+    ledger.reserve("o1", [("A", "L1", 2), ("B", "L7", 3)], key="r1", ttl=60)
+    ledger.reserve("o2", [("A", "L2", 1)], key="r2")
+    asked = [*pairs, ("L999", "A"), ("L1", "A")] * 2  # unknown and repeated positions
+    read = ledger.positions(asked)
+    assert [(p.location_id, p.sku) for p in read] == sorted(pairs[:40])
+    free = {(p.location_id, p.sku): (p.reserved, p.available) for p in read}
+    assert free[("L1", "A")] == (2, 8)
+    assert free[("L7", "B")] == (3, 7)
+    assert free[("L2", "A")] == (1, 9)
+    assert free[("L3", "A")] == (0, 10)
+    clock.advance(60)
+    free = {(p.location_id, p.sku): (p.reserved, p.available) for p in ledger.positions(asked)}
+    assert free[("L1", "A")] == (0, 10)
+    assert free[("L7", "B")] == (0, 10)
+    assert free[("L2", "A")] == (1, 9)
+    assert ledger.positions(pairs[:3]) == ledger.positions(asked)[:3]
+    for bad, column in [
+        (("L1", "A\x00"), "sku"),
+        (("", "A"), "location_id"),
+        ((1, "A"), "location_id"),
+    ]:
+        with pytest.raises(InputError) as error:
+            ledger.positions([*pairs[:20], bad])
+        assert (error.value.source, error.value.row, error.value.column) == ("pairs", 21, column)

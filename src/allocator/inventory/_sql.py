@@ -34,6 +34,7 @@ STATUSES_SQL = ", ".join(f"'{status.value}'" for status in HoldStatus)
 """The hold statuses, as a SQL list for CHECK constraints."""
 
 _CHUNK = 400  # rows per IN (...) list: well below both databases' parameter limits
+_FEW_PAIRS = 8  # up to this many positions, lapsed() filters them in SQL
 
 _ENTRY_COLUMNS = (
     "seq, at, kind, location_id, sku, qty, d_on_hand, d_reserved, d_inbound, d_safety,"
@@ -251,8 +252,13 @@ class SQLTx:
             " WHERE status = 'open' AND expires IS NOT NULL AND expires <= ?) AND"
         )
         params: list[Any] = [self.to_time(now)]
-        if pairs is None:
+        if pairs is None or len(pairs) > _FEW_PAIRS:
+            # Lapsed holds are few (every write expires them all), so for many positions it is
+            # cheaper to read them all and pick in Python than to send the list of positions.
             rows = self.rows(f"{select} TRUE GROUP BY location_id, sku", params)
+            if pairs is not None:
+                wanted = set(pairs)
+                rows = [row for row in rows if (row[0], row[1]) in wanted]
         else:
             rows = []
             for part in chunks(sorted(set(pairs)), _CHUNK):
