@@ -242,7 +242,8 @@ class SQLTx:
 
     def totals(self, pairs: Sequence[Pair] | None = None) -> dict[Pair, Totals]:
         rows = self._select_pairs(_TOTALS_SELECT, "totals", pairs)
-        return {(r[0], r[1]): Totals(int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
+        # Integer columns come back as int from both drivers.
+        return {(r[0], r[1]): Totals(r[2], r[3], r[4], r[5]) for r in rows}
 
     def lapsed(self, now: datetime, pairs: Sequence[Pair] | None = None) -> dict[Pair, int]:
         # Start from the (small) set of lapsed open holds, found through a partial index.

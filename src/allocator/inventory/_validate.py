@@ -133,6 +133,16 @@ def check_pairs(value: object, source: str = "pairs") -> list[Pair]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise InputError("expected a list of (location_id, sku) pairs", source=source)
     valid = _VALID_IDS
+    # The common case, checked with loops that run in C: tuples of two exact strs, all of them
+    # identifiers seen before (so hashing them cannot fail or lie).
+    if set(map(type, value)) == {tuple} and set(map(len, value)) == {2}:
+        locations, skus = zip(*value, strict=True)
+        if (
+            {*map(type, locations), *map(type, skus)} == {str}
+            and valid.issuperset(locations)
+            and valid.issuperset(skus)
+        ):
+            return list(value)
     out: list[Pair] = []
     for number, pair in enumerate(value, start=1):
         # The common case, checked inline: a tuple of two identifiers seen before (which are
