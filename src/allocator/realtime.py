@@ -531,7 +531,8 @@ def _fill(
     """
     have = supply[:, sets]  # (S, M, k)
     before = np.cumsum(have, axis=2) - have
-    take = np.clip(demand[:, None, None] - before, 0, have)
+    # clip(need, 0, have), as two ufuncs: np.clip's Python wrapper costs more than the work here.
+    take = np.minimum(np.maximum(demand[:, None, None] - before, 0), have)
     var = (take.sum(axis=0) * unit[sets]).sum(axis=1)
     return var, (demand[:, None] - take.sum(axis=2)).T
 
