@@ -352,8 +352,25 @@ class Ledger:
             if sku not in known_skus:
                 raise _unknown("SKU", sku, source)
 
-    def _check_lines_known(self, tx: WriteTx, lines: dict[Pair, int]) -> None:
-        known_locations, known_skus = tx.known({p[0] for p in lines}, {p[1] for p in lines})
+    def _check_lines_known(
+        self, tx: WriteTx, lines: dict[Pair, int], totals: dict[Pair, Totals] | None = None
+    ) -> None:
+        """Raise InputError for the first line naming an unknown location or SKU.
+
+        ``totals`` (locked already) saves the lookup: a position with a non-zero total is known,
+        as its location and SKU were recorded when it got one.
+        """
+        sure: list[Pair] = []
+        unsure = list(lines)
+        if totals is not None:
+            zero = Totals()
+            sure = [pair for pair in lines if totals.get(pair, zero) != zero]
+            if len(sure) == len(lines):
+                return
+            unsure = [pair for pair in lines if totals.get(pair, zero) == zero]
+        known_locations, known_skus = tx.known({p[0] for p in unsure}, {p[1] for p in unsure})
+        known_locations.update(p[0] for p in sure)
+        known_skus.update(p[1] for p in sure)
         for index, (location, sku) in enumerate(lines, start=1):
             if location not in known_locations:
                 raise _unknown("location", location, "lines", row=index, column="location_id")
@@ -519,9 +536,9 @@ class Ledger:
         seconds = None if ttl is None else _ttl_seconds(ttl)
 
         def body(work: _Work) -> str:
-            self._check_lines_known(work.tx, wanted)
-            expires = check_ttl(ttl, work.now)
             work.lock(list(wanted))
+            self._check_lines_known(work.tx, wanted, work.totals)
+            expires = check_ttl(ttl, work.now)
             short = []
             for pair, qty in wanted.items():
                 free = _atp(work.totals[pair])
