@@ -7,6 +7,9 @@ Read a network and orders, allocate, and read the plan::
     orders = allocator.read_orders("orders.csv")
     plan = allocator.allocate(network, orders)
     print(plan.summary())
+    print(allocator.explain(plan, "O0000042").to_text())   # why one order is served that way
+
+Rule sets are read with :func:`load_rules` (a bundled name or a TOML path).
 """
 
 import logging
@@ -14,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from allocator.allocate import allocate, solve
 from allocator.errors import AllocatorError, InputError
+from allocator.explain import Explanation, explain, explain_order
 from allocator.model import (
     Location,
     Network,
@@ -26,6 +30,7 @@ from allocator.model import (
 )
 from allocator.plan import Plan, Status, Summary
 from allocator.problem import Problem, compile_problem
+from allocator.rules.load import load_rules
 from allocator.rules.schema import RuleSet
 
 try:
@@ -37,6 +42,7 @@ logging.getLogger("allocator").addHandler(logging.NullHandler())
 
 __all__ = [
     "AllocatorError",
+    "Explanation",
     "InputError",
     "Location",
     "Network",
@@ -52,6 +58,9 @@ __all__ = [
     "__version__",
     "allocate",
     "compile_problem",
+    "explain",
+    "explain_order",
+    "load_rules",
     "read_network",
     "read_orders",
     "solve",

@@ -18,7 +18,8 @@ Users can check their own rule files the way the project checks its own::
 :func:`networks`, :func:`orders` and :func:`rule_sets` draw small, valid inputs (sizes an exact
 solver handles in milliseconds); :func:`instances` draws all three together. Two settings
 profiles are registered: ``"fast"`` (25 examples) and ``"thorough"`` (400 examples); neither has
-a deadline. Hypothesis is a test dependency: install it to use this module.
+a deadline. Hypothesis is an optional dependency: ``pip install 'allocator[testing]'`` installs
+it (importing this module without it raises an :class:`ImportError` that says so).
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ try:
     from hypothesis import HealthCheck, settings
     from hypothesis import strategies as st
 except ImportError as exc:  # pragma: no cover - hypothesis is a test dependency
-    raise ImportError("allocator.testing needs hypothesis: pip install hypothesis") from exc
+    raise ImportError(
+        "allocator.testing needs Hypothesis (hypothesis>=6.100), which is not installed: "
+        "pip install 'allocator[testing]'"
+    ) from exc
 
 from allocator.model import Network, Orders
 from allocator.rules.schema import (

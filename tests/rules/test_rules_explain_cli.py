@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 from rules_cases import network, orders
 
-from allocator import allocate
+from allocator import allocate, compile_problem, read_network, read_orders
 from allocator.cli import main
 from allocator.errors import InputError
 from allocator.explain import Explanation, explain
-from allocator.plan import evaluate
-from allocator.rules import PEER_POLICIES, parse_rules
+from allocator.plan import Solution, check_feasible, evaluate
+from allocator.problem import Problem
+from allocator.rules import PEER_POLICIES, load_rules, parse_rules
 
 NEAR = {"lat": 40.1, "lon": -75.0}
 MID = {"lat": 41.0, "lon": -75.0}
@@ -131,38 +134,87 @@ def test_cli_validate_a_rule_file_alone_and_against_data(
     assert "constraints.max_locations_per_order" in err
 
 
-@pytest.mark.parametrize("instance", ["generated", "demo"])
-def test_every_peer_policy_runs_through_the_cli(
-    instance: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _solution_from_files(problem: Problem, out: Path) -> Solution:
+    """The plan the CLI wrote to ``out``, mapped back onto ``problem``'s arrays."""
+    p = problem
+    arcs = pl.DataFrame(
+        {
+            "order_id": p.order_ids[p.line_order[p.arc_line]].astype(str),
+            "line_id": p.line_ids[p.arc_line].astype(str),
+            "location_id": p.location_ids[p.arc_location].astype(str),
+            "arc": np.arange(p.n_arcs),
+        }
+    )
+    lines = pl.DataFrame(
+        {
+            "order_id": p.order_ids[p.line_order].astype(str),
+            "line_id": p.line_ids.astype(str),
+            "line": np.arange(p.n_lines),
+        }
+    )
+    keys = {"order_id": pl.String, "line_id": pl.String, "location_id": pl.String}
+    assigned = pl.read_csv(out / "assignments.csv", schema_overrides=keys)
+    backordered = pl.read_csv(out / "backorders.csv", schema_overrides=keys)
+    rejected = pl.read_csv(out / "rejections.csv", schema_overrides=keys)
+    on_arcs = assigned.join(arcs, on=["order_id", "line_id", "location_id"], how="left")
+    assert on_arcs["arc"].null_count() == 0, "an assignment on an arc the rules do not allow"
+    on_lines = backordered.join(lines, on=["order_id", "line_id"], how="left")
+    assert on_lines["line"].null_count() == 0, "a backorder of an unknown line"
+    arc_qty = np.zeros(p.n_arcs, np.int64)
+    np.add.at(arc_qty, on_arcs["arc"].to_numpy(), on_arcs["qty"].to_numpy())
+    line_backorder = np.zeros(p.n_lines, np.int64)
+    np.add.at(line_backorder, on_lines["line"].to_numpy(), on_lines["qty"].to_numpy())
+    order_rejected = np.isin(p.order_ids.astype(str), rejected["order_id"].to_numpy())
+    return Solution(arc_qty, line_backorder, order_rejected)
+
+
+@pytest.fixture(scope="module", params=["demo", "generated"])
+def peer_instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo instance (``allocator demo``) and a generated one of the same size."""
     generate = pytest.importorskip("allocator.generate")
-    if instance == "demo":
+    if request.param == "demo":
         from allocator.demo_data import default_instance
 
         data = default_instance()
     else:  # allocator generate --orders 300 --locations 12 --skus 150 --seed 7
         data = generate.generate(300, 12, 150, seed=7)
-    folder = generate.write(data, tmp_path / "inst")
+    folder: Path = generate.write(data, tmp_path_factory.mktemp(request.param) / "inst")
+    return folder
+
+
+@pytest.mark.parametrize("policy", PEER_POLICIES)
+def test_every_peer_policy_runs_through_the_cli(
+    policy: str, peer_instance: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, out = peer_instance, tmp_path / "result"
     capsys.readouterr()
-    for policy in PEER_POLICIES:
-        out = tmp_path / policy
-        code = main(
-            [
-                "allocate",
-                "--network",
-                str(folder),
-                "--orders",
-                str(folder / "orders.csv"),
-                "--policy",
-                policy,
-                "--out",
-                str(out),
-                "--json",
-            ]
-        )
-        assert code == 0, capsys.readouterr().err
-        summary = json.loads(capsys.readouterr().out)
-        assert summary["policy"] == policy
-        assert summary["status"] == "heuristic"
-        assert summary["orders"] == 300
-        assert (out / "assignments.csv").exists()
+    code = main(
+        [
+            "allocate",
+            "--network",
+            str(folder),
+            "--orders",
+            str(folder / "orders.csv"),
+            "--policy",
+            policy,
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["policy"] == policy
+    assert summary["status"] == "heuristic"
+    assert summary["orders"] == 300
+    for name in ("assignments.csv", "backorders.csv", "rejections.csv", "summary.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "summary.json").read_text()) == summary
+    # The written plan, read back onto the policy's own compiled problem, is feasible under the
+    # policy's rules and costs what the summary says.
+    problem = compile_problem(
+        read_network(folder), read_orders(folder / "orders.csv"), load_rules(policy)
+    )
+    solution = _solution_from_files(problem, out)
+    assert check_feasible(problem, solution) == []
+    assert evaluate(problem, solution).total == pytest.approx(summary["cost"]["total"], abs=0.01)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from rules_cases import network, orders
 
@@ -50,3 +51,10 @@ def test_compare_policies_tabulates_each_policy() -> None:
     text = markdown_table(table, reference="optimize")
     assert text.count("\n") == 5
     assert "| optimize | optimal |" in text
+    assert table["solver"][1] == "greedy"
+    assert table["solver"][0] not in (None, "greedy", "decompose")  # auto: a small problem -> MILP
+    # The method reaches the solver: the decomposition certifies the same optimum here.
+    forced = compare_policies(net, batch, ["optimize"], method="decompose")
+    assert forced["solver"].to_list() == ["decompose"]
+    assert forced["cost"][0] == pytest.approx(costs["optimize"])
+    assert forced["feasible"].all()
