@@ -151,6 +151,33 @@ def test_auto_picks_exact_for_small_and_decompose_for_large() -> None:
     assert solve(large, time_limit=3).info["solver"] == "decompose"
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_without_time_limit_finishes_at_the_proven_optimum(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches routed to the decomposition end at the exact optimum when no limit is set."""
+    import importlib
+
+    alloc = importlib.import_module("allocator.allocate")  # the module, not the function
+    problem = generated(120, 8, 60, seed=seed)
+    monkeypatch.setattr(alloc, "EXACT_MAX_ARCS", 0)  # force the decomposition route
+    exact = solve_exact(problem, mip_gap=0.0)
+    assert exact.optimal
+    plan = solve(problem)
+    assert plan.info["solver"] in ("decompose", "decompose+scip")
+    assert plan.status == "optimal"
+    assert not check_feasible(problem, plan.solution)
+    assert plan.cost.total == pytest.approx(exact.objective, rel=1e-6)
+    assert plan.lower_bound is not None
+    assert plan.lower_bound <= exact.objective + 1e-6 * abs(exact.objective)
+    # With a time limit the decomposition's own result comes back (no exact finish).
+    timed = solve(problem, time_limit=30)
+    assert timed.info["solver"] == "decompose"
+    # Above the size limit of the finish, the decomposition's plan is returned as it is.
+    monkeypatch.setattr(alloc, "EXACT_FINISH_MAX_ARCS", 0)
+    assert solve(problem).info["solver"] == "decompose"
+
+
 def _perturbed(seed: int = 7) -> tuple[Network, Orders, Network, Orders]:
     from allocator.generate import generate
 

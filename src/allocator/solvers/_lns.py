@@ -26,7 +26,7 @@ from allocator.solvers._columns import (
 )
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._restrict import Restricted, restrict
-from allocator.solvers.exact import MilpModel, build_milp, solution_from_values
+from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 from allocator.solvers.lagrangian import Coupling
 
 __all__ = ["improve_neighbourhood", "improve_with_patterns", "neighbourhoods"]
@@ -40,23 +40,6 @@ def _sub_solution(full: Problem, sub: Restricted, solution: Solution) -> Solutio
         solution.arc_qty[sub.arcs].astype(np.int64),
         solution.line_backorder[sub.lines].astype(np.int64),
         solution.order_rejected[sub.orders].copy(),
-    )
-
-
-def _start_vector(problem: Problem, model: MilpModel, sol: Solution) -> FloatArray:
-    """MILP variable values of a plan of ``problem`` (the sub-problem)."""
-    p = problem
-    shipped_pair = np.bincount(p.arc_pair, weights=sol.arc_qty, minlength=p.n_pairs) > 0
-    shipped_order = np.bincount(p.pair_order[shipped_pair], minlength=p.n_orders) > 0
-    waiting = p.order_ship_complete & p.order_allow_backorder & ~shipped_order
-    r = sol.order_rejected | waiting
-    return np.concatenate(
-        [
-            sol.arc_qty[model.x_arcs].astype(np.float64),
-            shipped_pair[model.y_pairs].astype(np.float64),
-            sol.line_backorder[model.b_lines].astype(np.float64),
-            r[model.r_orders].astype(np.float64),
-        ]
     )
 
 
@@ -85,7 +68,7 @@ def improve_neighbourhood(
     if model.n_vars == 0:
         return solution, 0.0
     current = _sub_solution(problem, sub, solution)
-    start = _start_vector(sp_, model, current)
+    start = milp_values(sp_, model, current)
     current_cost = float(model.objective @ start)
     handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
     handle.add_columns(model.objective, model.upper, model.matrix.tocsc())

@@ -379,6 +379,23 @@ def solution_from_values(problem: Problem, model: MilpModel, values: FloatArray)
     return Solution(arc_qty=arc_qty, line_backorder=backorder, order_rejected=rejected)
 
 
+def milp_values(problem: Problem, model: MilpModel, solution: Solution) -> FloatArray:
+    """The MILP variable values of a plan (the inverse of :func:`solution_from_values`)."""
+    p = problem
+    shipped_pair = np.bincount(p.arc_pair, weights=solution.arc_qty, minlength=p.n_pairs) > 0
+    shipped_order = np.bincount(p.pair_order[shipped_pair], minlength=p.n_orders) > 0
+    waiting = p.order_ship_complete & p.order_allow_backorder & ~shipped_order
+    r = solution.order_rejected | waiting
+    return np.concatenate(
+        [
+            solution.arc_qty[model.x_arcs].astype(np.float64),
+            shipped_pair[model.y_pairs].astype(np.float64),
+            solution.line_backorder[model.b_lines].astype(np.float64),
+            r[model.r_orders].astype(np.float64),
+        ]
+    )
+
+
 def solve_exact(
     problem: Problem,
     *,
@@ -387,6 +404,7 @@ def solve_exact(
     seed: int = 0,
     threads: int = 1,
     backend: Literal["scip", "highs"] = "scip",
+    hint: Solution | None = None,
 ) -> ExactResult:
     """Solve ``problem`` as one MILP with SCIP (default) or HiGHS through OR-Tools.
 
@@ -408,6 +426,9 @@ def solve_exact(
         by measurement (``benchmarks/RESULTS.md``): on this problem it was as fast or faster,
         and through OR-Tools only SCIP returns the incumbent plan and its bound when the time
         limit stops the search (HiGHS 1.12 as bundled reports an unknown status and no plan).
+    hint
+        A feasible plan to start the search from (e.g. the decomposition's); the solver may
+        use it as its first incumbent.
 
     Returns
     -------
@@ -429,6 +450,9 @@ def solve_exact(
     )
     for index in np.flatnonzero(model.integer).tolist():
         builder.set_var_integrality(index, True)
+    if hint is not None:
+        for index, value in enumerate(milp_values(problem, model, hint).tolist()):
+            builder.add_hint(index, value)
     build_seconds = time.perf_counter() - t0
     if model.n_vars == 0:
         solution = solution_from_values(problem, model, np.zeros(0))
