@@ -204,7 +204,7 @@ def _finish_exactly(problem: Problem, plan: Plan, seed: int, t0: float) -> Plan:
     if plan.status == Status.OPTIMAL:
         return plan
     result = solve_exact(problem, seed=seed, hint=plan.solution)
-    cost = evaluate(problem, plan.solution).total
+    cost = start_cost = evaluate(problem, plan.solution).total
     solution = plan.solution
     if result.solution is not None and result.objective < cost - 1e-9 * max(1.0, abs(cost)):
         solution, cost = result.solution, evaluate(problem, result.solution).total
@@ -219,7 +219,7 @@ def _finish_exactly(problem: Problem, plan: Plan, seed: int, t0: float) -> Plan:
     info.update(
         solver="decompose+" + result.backend,
         solver_status=result.status,
-        decompose_cost=evaluate(problem, plan.solution).total,
+        decompose_cost=start_cost,
         decompose_bound=plan.lower_bound,
     )
     return Plan(
