@@ -11,6 +11,10 @@ from allocator.inventory.ledger import Clock, Ledger
 __all__ = ["open_ledger"]
 
 
+_LEVELS = ("FULL", "NORMAL", "EXTRA")
+"""SQLite's durability levels that a ledger accepts."""
+
+
 def open_ledger(
     url: str | os.PathLike[str],
     *,
@@ -64,7 +68,7 @@ def open_ledger(
     if not isinstance(text, str) or not text:
         raise InputError(f"expected a store URL, got {url!r}", source="url")
     if synchronous is not None and (
-        not isinstance(synchronous, str) or synchronous.upper() not in ("FULL", "NORMAL", "EXTRA")
+        not isinstance(synchronous, str) or synchronous.upper() not in _LEVELS
     ):
         raise InputError(
             f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}", source="synchronous"
@@ -105,7 +109,7 @@ def open_ledger(
     from allocator.inventory.sqlite import SQLiteStore
 
     level = options.get("synchronous", "FULL").upper()
-    if level not in ("FULL", "NORMAL", "EXTRA"):
+    if level not in _LEVELS:
         raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, got {level!r}", source="url")
     if synchronous is not None:
         if "synchronous" in options and synchronous.upper() != level:

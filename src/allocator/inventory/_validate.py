@@ -145,19 +145,7 @@ def check_pairs(value: object, source: str = "pairs") -> list[Pair]:
             return list(value)
     out: list[Pair] = []
     for number, pair in enumerate(value, start=1):
-        # The common case, checked inline: a tuple of two identifiers seen before (which are
-        # exact strs of at most MAX_ID_LENGTH characters, so hashing them cannot fail).
-        if pair.__class__ is tuple and len(pair) == 2:
-            location, sku = pair
-            if (
-                location.__class__ is str
-                and sku.__class__ is str
-                and location in valid
-                and sku in valid
-            ):
-                out.append(pair)
-                continue
-        elif not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+        if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
             raise InputError("expected a (location_id, sku) pair", source=source, row=number)
         location = check_id(pair[0], source, row=number, column="location_id")
         out.append((location, check_id(pair[1], source, row=number, column="sku")))

@@ -1046,23 +1046,10 @@ class Ledger:
                 for row in reader.inbound(wanted, due_by=day):
                     pair = (row.location_id, row.sku)
                     due[pair] = due.get(pair, 0) + row.outstanding
-        out = []
-        for pair in sorted(totals):
-            total = totals[pair]
-            reserved = total.reserved - lapsed.get(pair, 0) if lapsed else total.reserved
-            free = total.on_hand + due.get(pair, 0) - reserved - total.safety_stock
-            out.append(
-                _new_position(
-                    pair[0],
-                    pair[1],
-                    total.on_hand,
-                    reserved,
-                    total.inbound,
-                    total.safety_stock,
-                    free if free > 0 else 0,
-                )
-            )
-        return tuple(out)
+        return tuple(
+            _position(pair, totals[pair], lapsed.get(pair, 0), due.get(pair, 0))
+            for pair in sorted(totals)
+        )
 
     def available(self, sku: str, location: str, *, as_of: date | None = None) -> int:
         """Units available to promise (ATP) at one position.
@@ -1228,14 +1215,14 @@ def _new_position(
 
 
 def _position(pair: Pair, totals: Totals, lapsed: int, due: int) -> Position:
-    return Position(
-        location_id=pair[0],
-        sku=pair[1],
-        on_hand=totals.on_hand,
-        reserved=totals.reserved - lapsed,
-        inbound=totals.inbound,
-        safety_stock=totals.safety_stock,
-        available=_atp(totals, lapsed, due),
+    return _new_position(
+        pair[0],
+        pair[1],
+        totals.on_hand,
+        totals.reserved - lapsed,
+        totals.inbound,
+        totals.safety_stock,
+        _atp(totals, lapsed, due),
     )
 
 
