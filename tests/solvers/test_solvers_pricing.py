@@ -10,18 +10,21 @@ from solvers_support import brute_force_order, close, local_instance, per_arc_ro
 
 from allocator import Network, Orders, compile_problem
 from allocator.rules.schema import Constraints, Objective, RuleSet
+from allocator.solvers import _pricing
 from allocator.solvers._pricing import make_block, price_block
 from allocator.testing import instances, rule_sets
 from tests.helpers import small_instances
 
 
-def _check_pricing(problem, seed: int, max_subsets: int = 16384) -> None:  # type: ignore[no-untyped-def]
+def _check_pricing(problem, seed: int, max_subsets: int = 16384, max_milp_orders: int = 64) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(seed)
     rows, ship_row = per_arc_rows(problem)
     unit_price = rng.choice([0.0, 0.0, 0.5, 3.0, 20.0, 70.0], size=problem.n_arcs)
     ship_price = rng.choice([0.0, 0.0, 4.0, 15.0], size=problem.n_locations)
     block = make_block(problem, np.arange(problem.n_orders), rows, ship_row)
-    priced = price_block(block, unit_price, ship_price, max_subsets=max_subsets)
+    priced = price_block(
+        block, unit_price, ship_price, max_subsets=max_subsets, max_milp_orders=max_milp_orders
+    )
     arc_order = problem.line_order[problem.arc_line[block.arcs[priced.arc]]]
     for o in range(problem.n_orders):
         best = brute_force_order(problem, o, unit_price, ship_price[problem.pair_location])
@@ -75,6 +78,31 @@ def test_pricing_splits_and_dynamic_programme(max_subsets: int) -> None:
 def test_dynamic_programme_matches_brute_force(instance, seed: int) -> None:  # type: ignore[no-untyped-def]
     network, orders = instance
     _check_pricing(compile_problem(network, orders), seed, max_subsets=1)
+
+
+@pytest.mark.parametrize("max_milp_orders", [0, 1000])
+def test_pricing_by_small_milp(monkeypatch: pytest.MonkeyPatch, max_milp_orders: int) -> None:
+    # Without enumeration and the dynamic programme, every split goes to the per-order MILP
+    # (exact) or, with no MILP budget, to the size-j bound (flagged inexact).
+    monkeypatch.setattr(_pricing, "_dp_order", lambda *args, **kwargs: None)
+    inexact = 0
+    for seed in range(4):
+        problem = local_instance(6, 9, 3, seed=seed)
+        _check_pricing(problem, seed, max_subsets=1, max_milp_orders=max_milp_orders)
+        rows, ship_row = per_arc_rows(problem)
+        block = make_block(problem, np.arange(problem.n_orders), rows, ship_row)
+        priced = price_block(
+            block,
+            np.zeros(problem.n_arcs),
+            np.zeros(problem.n_locations),
+            max_subsets=1,
+            max_milp_orders=max_milp_orders,
+        )
+        inexact += int((~priced.exact).sum())
+    if max_milp_orders:
+        assert inexact == 0
+    else:
+        assert inexact > 0  # the instances do need splits beyond the enumeration budget
 
 
 def test_pricing_with_split_cap() -> None:
