@@ -233,3 +233,33 @@ def test_method_is_validated() -> None:
     plan = solve(problem)
     with pytest.raises(InputError, match="decompose"):
         solve(problem, method="exact", warm_start=plan)
+
+
+def test_greedy_completion_and_moves_stop_at_their_deadline() -> None:
+    # Past the deadline no pass starts: the pending orders wait (or are rejected), the plan
+    # stays feasible, and the moves leave the plan as it is.
+    from allocator.plan import Solution
+    from allocator.solvers._primal import complete_greedy, improve_moves
+
+    problem = generated(300, 10, 120, seed=4)
+    coupling = coupling_rows(problem)
+    orders = np.arange(problem.n_orders)
+    zero_u, zero_s = np.zeros(coupling.n_unit), np.zeros(coupling.n_ship)
+    expired = time.perf_counter() - 1.0
+    late = complete_greedy(
+        problem, coupling, Solution.empty(problem), orders, orders, zero_u, zero_s,
+        deadline=expired,
+    )  # fmt: skip
+    assert check_feasible(problem, late) == []
+    assert late.arc_qty.sum() == 0
+    on_time = complete_greedy(
+        problem, coupling, Solution.empty(problem), orders, orders, zero_u, zero_s
+    )
+    assert check_feasible(problem, on_time) == []
+    assert on_time.arc_qty.sum() > 0
+    assert evaluate(problem, on_time).total < evaluate(problem, late).total
+    unmoved = improve_moves(problem, coupling, on_time, deadline=expired)
+    assert np.array_equal(unmoved.arc_qty, on_time.arc_qty)
+    moved = improve_moves(problem, coupling, on_time)
+    assert check_feasible(problem, moved) == []
+    assert evaluate(problem, moved).total <= evaluate(problem, on_time).total + 1e-9

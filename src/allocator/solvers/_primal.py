@@ -10,6 +10,9 @@ accepted, so each pass makes progress, and the accepted set is feasible by const
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -122,6 +125,7 @@ def complete_greedy(
     *,
     pair_extra: FloatArray | None = None,
     max_passes: int = 60,
+    deadline: float = math.inf,
 ) -> Solution:
     """Give every pending order a pattern that fits beside the committed plan.
 
@@ -141,6 +145,9 @@ def complete_greedy(
         Extra fixed cost per pair (change penalty).
     max_passes
         Passes before the remaining orders are left waiting or rejected.
+    deadline
+        A :func:`time.perf_counter` time after which no new pass starts (the orders still
+        pending then wait or are rejected, so the plan stays feasible).
 
     Returns
     -------
@@ -158,7 +165,7 @@ def complete_greedy(
     unit_left = coupling.unit_bound - unit_used
     ship_left = coupling.ship_bound - ship_used
     for _ in range(max_passes):
-        if len(pending) == 0:
+        if len(pending) == 0 or time.perf_counter() >= deadline:
             break
         block = make_block(
             p, pending, coupling.arc_rows, coupling.pair_ship_row, pair_extra_cost=pair_extra
@@ -169,8 +176,16 @@ def complete_greedy(
         pair_open = (
             np.append(ship_left, np.inf)[np.where(srow >= 0, srow, len(ship_left))] >= 1 - _EPS
         )
+        # A heuristic pass: the few orders too large to enumerate keep their bound's pattern
+        # rather than a MILP each (exactness matters for the bound, not here).
         priced = price_block(
-            block, unit_price, ship_price, arc_cap=caps, pair_open=pair_open, max_subsets=2048
+            block,
+            unit_price,
+            ship_price,
+            arc_cap=caps,
+            pair_open=pair_open,
+            max_subsets=2048,
+            max_milp_orders=0,
         )
         arcs = block.arcs[priced.arc]
         batch = PatternBatch.from_arcs(pending, p.line_order[p.arc_line[arcs]], arcs, priced.qty)
@@ -202,10 +217,12 @@ def improve_moves(
     pair_extra: FloatArray | None = None,
     rounds: int = 3,
     orders: IntArray | None = None,
+    deadline: float = math.inf,
 ) -> Solution:
     """Best-response moves: each order re-picks its cheapest pattern beside all the others.
 
-    Improving moves are applied together, best improvement first, as long as they fit.
+    Improving moves are applied together, best improvement first, as long as they fit. No
+    round starts after ``deadline`` (a :func:`time.perf_counter` time).
     """
     p = problem
     current = solution
@@ -213,6 +230,8 @@ def improve_moves(
     no_price_u = np.zeros(coupling.n_unit)
     no_price_s = np.zeros(coupling.n_ship)
     for _ in range(rounds):
+        if time.perf_counter() >= deadline:
+            break
         unit_used, ship_used = usage_of(coupling, p, current.arc_qty)
         unit_left = coupling.unit_bound - unit_used
         ship_left = coupling.ship_bound - ship_used
