@@ -56,6 +56,7 @@ from allocator.solvers._columns import (
     plan_from_arc_qty,
     solution_from_patterns,
 )
+from allocator.solvers._flow import improve_single_units, single_unit_orders
 from allocator.solvers._lns import improve_neighbourhood, improve_with_patterns, neighbourhoods
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_block
@@ -77,6 +78,8 @@ LARGE_ORDERS = 20_000
 #: Under a time limit, most seconds one neighbourhood's MILP may take (one slow neighbourhood
 #: took 27 of 46 s in a pass on 10,000 orders; its node limit does not bound the root's time).
 NEIGHBOURHOOD_SECONDS = 5.0
+#: Most passes of the one-unit-order flow and moves after the greedy completion.
+FLOW_PASSES = 4
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
 OPTIMAL_GAP = 1e-6
 
@@ -457,6 +460,7 @@ def solve_decomposed(
                 orders=movers,
                 deadline=deadline,
             )
+            candidate = _flow_and_moves(p, coupling, candidate, pair_extra_cost, deadline, movers)
     if candidate is None and not primal:
         candidate = plan_from_arc_qty(p, np.zeros(p.n_arcs, np.int64))
     if candidate is None:
@@ -629,6 +633,51 @@ def _select(batch: PatternBatch, which: IntArray) -> PatternBatch:
         batch.arc[entries],
         batch.qty[entries],
     )
+
+
+def _flow_and_moves(
+    problem: Problem,
+    coupling: Coupling,
+    solution: Solution,
+    pair_extra: FloatArray | None,
+    deadline: float,
+    movers: IntArray | None,
+    passes: int = FLOW_PASSES,
+) -> Solution:
+    """Alternate the exact one-unit-order flow (:mod:`._flow`) with best-response moves.
+
+    The flow re-sources every one-unit order at once (chains of moves that single-order moves
+    cannot find); the moves then let the other orders answer. Stops when a pass gains less than
+    0.1 %, after ``passes``, or at the deadline. On 10,000 orders (plan of the master at its
+    optimum, 247,736 after the greedy completion): moves alone 239,301; four passes 232,530.
+    """
+    singles = single_unit_orders(problem, coupling)
+    if len(singles) == 0:
+        return solution
+    cost = evaluate_with_extra(problem, solution, pair_extra)
+    for _ in range(passes):
+        if time.perf_counter() >= deadline:
+            break
+        flowed = improve_single_units(problem, coupling, solution, singles, pair_extra=pair_extra)
+        if evaluate_with_extra(problem, flowed, pair_extra) > cost:
+            flowed = solution  # costs rounded to integers can pick a plan a hair dearer
+        moved = improve_moves(
+            problem,
+            coupling,
+            flowed,
+            pair_extra=pair_extra,
+            rounds=2,
+            orders=movers,
+            deadline=deadline,
+        )
+        new_cost = evaluate_with_extra(problem, moved, pair_extra)
+        if new_cost < cost:
+            solution, gained, cost = moved, cost - new_cost, new_cost
+        else:
+            break
+        if gained < 1e-3 * max(1.0, abs(cost)):
+            break
+    return solution
 
 
 def _plan_from_master(
