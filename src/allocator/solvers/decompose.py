@@ -14,8 +14,10 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    since each order's pattern choice is convexified exactly.
 2. **Primal plans**. Orders whose master column is integral keep it; the others are placed by a
    priced greedy completion against the residual stock (:mod:`._primal`), then best-response
-   moves polish the plan. With time left, small neighbourhoods of contested orders are re-solved
-   exactly as MILPs (fix-and-solve) with HiGHS.
+   moves polish the plan, alternated with an exact min-cost flow that re-sources every one-unit
+   order at once (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
+   With time left, neighbourhoods of contested orders are re-solved exactly: by set
+   partitioning over the pooled patterns, and as MILPs of the full model (fix-and-solve).
 
 Measured choices (``benchmarks/RESULTS.md``): plain subgradient steps improved the bound by only
 a few tenths of a percent in 150 rounds on the 1,000-order instance, where column generation
