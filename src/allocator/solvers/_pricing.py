@@ -561,7 +561,7 @@ def _price_splits(
                 found = _dp_order(b, o, up[mask], cap, unit_cost, fixed, gain, short_cost)
                 if found is None and milp_left[0] > 0:
                     milp_left[0] -= 1
-                    found = _milp_order(b, o, up[mask], cap, unit_cost, fixed, gain, base)
+                    found = _milp_order(b, o, up[mask], cap, fixed, gain, base)
                 if found is None:
                     value[o] = min(value[o], lower_j[o])
                     exact[o] = False
@@ -687,7 +687,6 @@ def _milp_order(
     o: int,
     pairs: IntArray,
     cap: IntArray,
-    unit_cost: FloatArray,
     fixed: FloatArray,
     gain: FloatArray,
     base: FloatArray,
