@@ -109,8 +109,7 @@ def improve_single_units(
     capped = coupling.unit_kind == 1
     unit_cap_row[coupling.unit_location[capped]] = np.flatnonzero(capped)
     ship_row_of_loc = np.full(p.n_locations, -1, np.int64)
-    srow = coupling.pair_ship_row
-    ship_row_of_loc[p.pair_location[srow >= 0]] = srow[srow >= 0]
+    ship_row_of_loc[coupling.ship_location] = np.arange(coupling.n_ship)
 
     # Nodes: the free orders, the stock rows they touch, the locations, one sink.
     n_ord = len(orders)

@@ -529,7 +529,7 @@ def _price_splits(
     n_dom[on] = _dominators(b, up[on], up_order[on], cap, gain, fixed)
     # Orders neither enumeration nor the dynamic programme can take are solved as small MILPs,
     # at most this many per call (a bound on the time; the rest keep the size-j bound).
-    milp_left = [max_milp_orders]
+    milp_left = max_milp_orders
 
     for j in range(2, top_j + 1):
         lower_j = base + smallest[j] - save_all
@@ -559,8 +559,8 @@ def _price_splits(
             for o in relaxed.tolist():
                 mask = (up_order == o) & (n_dom < j_max[o])
                 found = _dp_order(b, o, up[mask], cap, unit_cost, fixed, gain, short_cost)
-                if found is None and milp_left[0] > 0:
-                    milp_left[0] -= 1
+                if found is None and milp_left > 0:
+                    milp_left -= 1
                     found = _milp_order(b, o, up[mask], cap, fixed, gain, base)
                 if found is None:
                     value[o] = min(value[o], lower_j[o])
