@@ -184,7 +184,7 @@ def test_decompose_xl_dask(benchmark: Any) -> None:
     network, orders = _tables(n, locs, skus)
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -52,7 +52,7 @@ if PROCESSES and "__file__" in globals():
     del __main__.__file__
 
 cluster = LocalCluster(
-    n_workers=WORKERS, threads_per_worker=1, processes=PROCESSES, dashboard_address=None
+    n_workers=WORKERS, threads_per_worker=1, processes=PROCESSES, dashboard_address=":0"
 )
 client = Client(cluster)
 client

@@ -154,7 +154,7 @@ def test_process_pool_and_dask_give_the_same_table() -> None:
     with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
         pooled = compare(policies, network, orders, mode="realtime", cancel_rate=0.1, executor=pool)
     assert serial.kpis.drop("seconds").equals(pooled.kpis.drop("seconds"))
-    with distributed.Client(processes=False, n_workers=2, dashboard_address=None) as client:
+    with distributed.Client(processes=False, n_workers=2, dashboard_address=":0") as client:
         dasked = compare(
             policies,
             network,

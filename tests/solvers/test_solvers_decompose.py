@@ -102,7 +102,7 @@ def test_same_plan_on_dask_local_cluster(medium_problem, processes: bool) -> Non
     serial = solve_decomposed(medium_problem, partition_arcs=800, seed=3)
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -477,6 +477,9 @@ def solve_decomposed(
     if candidate is None and not primal:
         candidate = plan_from_arc_qty(p, np.zeros(p.n_arcs, np.int64))
     if candidate is None:
+        # No master solution (its first LP used the whole limit, as at 612,000 orders): a greedy
+        # completion, unless the time is up; then the greedy baseline stays the plan (this pass
+        # over every order had run 130-150 s past a 900 s limit).
         candidate = complete_greedy(
             p,
             coupling,
@@ -486,6 +489,7 @@ def solve_decomposed(
             zero_u,
             zero_s,
             pair_extra=pair_extra_cost,
+            deadline=deadline,
         )
     candidate_cost = evaluate_with_extra(p, candidate, pair_extra_cost)
     if candidate_cost < incumbent_cost:
