@@ -26,8 +26,8 @@ import numpy.typing as npt
 
 from allocator.plan import Solution
 from allocator.problem import Problem
-from allocator.solvers._columns import empty_cost
-from allocator.solvers._primal import _solution, usage_of
+from allocator.solvers._columns import empty_cost, plan_from_arc_qty
+from allocator.solvers._primal import usage_of
 from allocator.solvers.lagrangian import Coupling
 
 __all__ = ["improve_single_units", "single_unit_orders"]
@@ -172,4 +172,4 @@ def improve_single_units(
     shipped = flow.flows(np.arange(len(arcs), dtype=np.int32)) > 0
     arc_qty = fixed_qty.copy()
     arc_qty[arcs[shipped]] = 1
-    return _solution(p, arc_qty)
+    return plan_from_arc_qty(p, arc_qty)

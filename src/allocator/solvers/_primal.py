@@ -19,7 +19,12 @@ import scipy.sparse as sp
 
 from allocator.plan import Solution
 from allocator.problem import Problem
-from allocator.solvers._columns import PatternBatch, pattern_cost, patterns_of_solution
+from allocator.solvers._columns import (
+    PatternBatch,
+    pattern_cost,
+    patterns_of_solution,
+    plan_from_arc_qty,
+)
 from allocator.solvers._pricing import make_block, price_block
 from allocator.solvers.lagrangian import Coupling
 
@@ -197,16 +202,7 @@ def complete_greedy(
         unit_left = coupling.unit_bound - unit_used
         ship_left = coupling.ship_bound - ship_used
         pending, rank = pending[~ok], rank[~ok]
-    return _solution(p, arc_qty)
-
-
-def _solution(problem: Problem, arc_qty: IntArray) -> Solution:
-    p = problem
-    shipped = np.bincount(p.arc_line, weights=arc_qty, minlength=p.n_lines).astype(np.int64)
-    served = np.bincount(p.line_order, weights=shipped, minlength=p.n_orders) > 0
-    rejected = ~served & ~p.order_allow_backorder
-    backorder = np.where(rejected[p.line_order], 0, p.line_qty - shipped).astype(np.int64)
-    return Solution(arc_qty.astype(np.int64), backorder, rejected)
+    return plan_from_arc_qty(p, arc_qty)
 
 
 def improve_moves(
@@ -274,7 +270,7 @@ def improve_moves(
         arc_qty[moved[p.line_order[p.arc_line]]] = 0
         sel = _select(new, moving)
         np.add.at(arc_qty, sel.arc, sel.qty)
-        current = _solution(p, arc_qty)
+        current = plan_from_arc_qty(p, arc_qty)
     return current
 
 
