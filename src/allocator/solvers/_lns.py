@@ -9,6 +9,8 @@ stays feasible by construction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
@@ -29,7 +31,7 @@ from allocator.solvers._restrict import Restricted, restrict
 from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 from allocator.solvers.lagrangian import Coupling
 
-__all__ = ["improve_neighbourhood", "improve_with_patterns", "neighbourhoods"]
+__all__ = ["improve_neighbourhood", "improve_with_patterns", "neighbourhoods", "order_links"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -85,6 +87,40 @@ def improve_neighbourhood(
     return sub.lift(problem, better, solution), current_cost - res.objective
 
 
+def order_links(
+    problem: Problem, coupling: Coupling, unit_price: FloatArray, ship_price: FloatArray
+) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+    """The (orders x priced rows) incidence and its transpose, or ``None`` when nothing is priced.
+
+    An order counts in a priced coupling row (stock, capacities) when any of its arcs (or, for
+    shipment rows, pairs) does. Computed once per set of prices: on 612,000 orders it is the
+    expensive part of :func:`neighbourhoods`.
+    """
+    p = problem
+    priced_unit = unit_price > 1e-9
+    arc_order = p.line_order[p.arc_line]
+    incidence = []
+    if priced_unit.any():
+        arc_rows = coupling.arc_rows.tocsc()[:, priced_unit]
+        if arc_rows.nnz:
+            coo = arc_rows.tocoo()
+            incidence.append((arc_order[coo.row], coo.col.astype(np.int64)))
+    priced_ship = ship_price > 1e-9
+    if priced_ship.any():
+        srow = coupling.pair_ship_row
+        sel = (srow >= 0) & priced_ship[np.maximum(srow, 0)]
+        offset = int(priced_unit.sum())
+        incidence.append((p.pair_order[sel], offset + srow[sel]))
+    if not incidence:
+        return None
+    o = np.concatenate([a for a, _ in incidence])
+    r = np.concatenate([b for _, b in incidence])
+    n_rows = int(r.max()) + 1
+    m = sp.csr_matrix((np.ones(len(o)), (o, r)), shape=(p.n_orders, n_rows))
+    m.sum_duplicates()
+    return m, sp.csr_matrix(m.T)
+
+
 def neighbourhoods(
     problem: Problem,
     coupling: Coupling,
@@ -95,37 +131,26 @@ def neighbourhoods(
     *,
     size: int = 120,
     rng: np.random.Generator | None = None,
-) -> list[IntArray]:
+    links: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+) -> Iterator[IntArray]:
     """Groups of at most ``size`` orders around ``seeds``, linked by priced rows they could use.
 
     Orders are linked through the priced coupling rows (stock, capacities) that any of their
-    arcs counts in; each group grows breadth-first from an unvisited seed.
+    arcs counts in; each group grows breadth-first from an unvisited seed. Groups are made one
+    at a time, as the caller asks (on 612,000 orders, making all of them first had run minutes
+    past a time limit). ``links`` is :func:`order_links` of the same prices, when already made.
     """
     p = problem
-    priced_unit = unit_price > 1e-9
-    arc_rows = coupling.arc_rows.tocsc()[:, priced_unit] if priced_unit.any() else None
-    arc_order = p.line_order[p.arc_line]
-    incidence = []
-    if arc_rows is not None and arc_rows.nnz:
-        coo = arc_rows.tocoo()
-        incidence.append((arc_order[coo.row], coo.col.astype(np.int64)))
-    priced_ship = ship_price > 1e-9
-    if priced_ship.any():
-        srow = coupling.pair_ship_row
-        sel = (srow >= 0) & priced_ship[np.maximum(srow, 0)]
-        offset = int(priced_unit.sum())
-        incidence.append((p.pair_order[sel], offset + srow[sel]))
-    if not incidence:
-        return [np.asarray(seeds, dtype=np.int64)[i : i + size] for i in range(0, len(seeds), size)]
-    o = np.concatenate([a for a, _ in incidence])
-    r = np.concatenate([b for _, b in incidence])
-    key = np.unique(o * (r.max() + 1) + r)
-    o, r = key // (r.max() + 1), key % (r.max() + 1)
-    n_rows = int(r.max()) + 1 if len(r) else 0
-    m = sp.csr_matrix((np.ones(len(o)), (o, r)), shape=(p.n_orders, n_rows))
-    mt = sp.csr_matrix(m.T)
+    if links is None:
+        links = order_links(p, coupling, unit_price, ship_price)
+    if links is None:
+        for i in range(0, len(seeds), size):
+            yield np.asarray(seeds, dtype=np.int64)[i : i + size]
+        return
+    m, mt = links
     visited = np.zeros(p.n_orders, bool)
-    groups: list[IntArray] = []
+    mark_rows = np.zeros(m.shape[1], bool)
+    mark_orders = np.zeros(p.n_orders, bool)
     order_seeds = list(np.asarray(seeds, dtype=np.int64))
     if rng is not None:
         rng.shuffle(order_seeds)
@@ -136,8 +161,8 @@ def neighbourhoods(
         visited[s] = True
         frontier = [int(s)]
         while frontier and len(group) < size:
-            rows = np.unique(m[frontier].indices)
-            nxt = np.unique(mt[rows].indices)
+            rows = _distinct(m[frontier].indices, mark_rows)
+            nxt = _distinct(mt[rows].indices, mark_orders)
             nxt = nxt[~visited[nxt]]
             if len(nxt) == 0:
                 break
@@ -147,8 +172,17 @@ def neighbourhoods(
             visited[take] = True
             group.extend(take.tolist())
             frontier = take.tolist()
-        groups.append(np.sort(np.asarray(group, dtype=np.int64)))
-    return groups
+        yield np.sort(np.asarray(group, dtype=np.int64))
+
+
+def _distinct(values: npt.NDArray[np.int32], mark: npt.NDArray[np.bool_]) -> IntArray:
+    """``np.unique(values)`` through a reusable mask (linear in the values, not n log n)."""
+    if len(values) < 4096:
+        return np.unique(values).astype(np.int64)
+    mark[values] = True
+    out = np.flatnonzero(mark)
+    mark[out] = False
+    return out.astype(np.int64)
 
 
 def improve_with_patterns(

@@ -86,6 +86,7 @@ class HighsHandle:
         self._integer: FloatArray | None = None
         self._n_cols = 0
         self._pending = 0  # columns not yet passed to HiGHS
+        self._pending_blocks = 0  # the last blocks, not yet passed
         self._bounds_override: dict[int, tuple[float, float]] = {}
         self._highs: Any = None
 
@@ -104,6 +105,7 @@ class HighsHandle:
         self._blocks.append(block)
         self._n_cols += block.shape[1]
         self._pending += block.shape[1]
+        self._pending_blocks += 1
 
     def set_column_bounds(self, columns: npt.NDArray[np.int64], lower: float, upper: float) -> None:
         """Set the bounds of some columns (e.g. fix them at 1 while diving)."""
@@ -129,7 +131,11 @@ class HighsHandle:
         highs.setOptionValue("output_flag", False)
         highs.setOptionValue("threads", int(self.threads))
         highs.setOptionValue("random_seed", int(self.seed))
-        highs.setOptionValue("time_limit", float(time_limit) if time_limit else math.inf)
+        # HiGHS 1.x compares ``time_limit`` with the run time accumulated over every ``run()``
+        # of this object (ERGO-Code/HiGHS#1477), so a limit for this run is added to it: in
+        # column generation a re-solve with 6 s left had stopped at once, 10 s already spent.
+        limit = math.inf if not time_limit else highs.getRunTime() + float(time_limit)
+        highs.setOptionValue("time_limit", limit)
         if mip:
             highs.setOptionValue("mip_rel_gap", float(gap))
 
@@ -158,10 +164,10 @@ class HighsHandle:
             self._passed = 0
         highs = self._highs
         if self._pending:
-            cost = np.concatenate(self._cost)[self._passed :]
-            upper = np.concatenate(self._upper)[self._passed :]
-            block = sp.hstack(self._blocks, format="csc")[:, self._passed :]
-            block = sp.csc_matrix(block)
+            first = len(self._blocks) - self._pending_blocks
+            cost = np.concatenate(self._cost[first:])
+            upper = np.concatenate(self._upper[first:])
+            block = sp.csc_matrix(sp.hstack(self._blocks[first:], format="csc"))
             highs.addCols(
                 block.shape[1],
                 cost,
@@ -174,6 +180,7 @@ class HighsHandle:
             )
             self._passed = self._n_cols
             self._pending = 0
+            self._pending_blocks = 0
         return highs
 
     def solve_lp(self, *, time_limit: float | None = None) -> LpResult:

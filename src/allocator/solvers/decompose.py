@@ -59,7 +59,12 @@ from allocator.solvers._columns import (
     solution_from_patterns,
 )
 from allocator.solvers._flow import improve_single_units, single_unit_orders
-from allocator.solvers._lns import improve_neighbourhood, improve_with_patterns, neighbourhoods
+from allocator.solvers._lns import (
+    improve_neighbourhood,
+    improve_with_patterns,
+    neighbourhoods,
+    order_links,
+)
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_block
 from allocator.solvers._primal import complete_greedy, improve_moves
@@ -370,6 +375,7 @@ def solve_decomposed(
     duals: tuple[FloatArray, FloatArray] = (zero_u, zero_s)
     stopped_by_time = False
     rounds = 0
+    last_lp_seconds = 0.0
     alpha = 0.5
     cg_deadline = t0 + cg_share * time_limit if time_limit is not None else math.inf
     for rounds in range(1, max_rounds + 1):
@@ -385,7 +391,15 @@ def solve_decomposed(
         if math.isfinite(deadline):
             until = deadline if rounds == 1 else min(deadline, cg_deadline)
             lp_limit = max(until - time.perf_counter(), 0.01)
+            if rounds > 1 and lp_limit < last_lp_seconds:
+                # The last solve took longer than what is left: a re-solve cut short gives
+                # nothing, and the plan can use the time (10,000 orders, 30 s: the first
+                # master takes about 10 s, its re-solve did not finish in the 7 s left).
+                stopped_by_time = True
+                break
+        lp_started = time.perf_counter()
         solved = master.solve(lp_limit)
+        last_lp_seconds = time.perf_counter() - lp_started
         if solved is None:
             stopped_by_time = lp_limit is not None or left() <= 0
             break
@@ -516,6 +530,7 @@ def solve_decomposed(
     pool_cost = master.pool.costs()
     pattern_round = model_round = 0
     stalled = {"patterns": False, "milp": False}
+    links = order_links(p, coupling, duals[0], duals[1]) if not done() else None
     while not done() and not all(stalled.values()):
         if pattern_round >= pattern_passes:
             stalled["patterns"] = True
@@ -528,7 +543,15 @@ def solve_decomposed(
             seeds = fractional if rnd_index == 0 and len(fractional) else np.arange(p.n_orders)
             size = pattern_size if kind == "patterns" else lns_size
             groups = neighbourhoods(
-                p, coupling, seeds, incumbent, duals[0], duals[1], size=size, rng=rng
+                p,
+                coupling,
+                seeds,
+                incumbent,
+                duals[0],
+                duals[1],
+                size=size,
+                rng=rng,
+                links=links,
             )
             gained = 0.0
             for group in groups:

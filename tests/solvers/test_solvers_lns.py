@@ -1,0 +1,108 @@
+"""Neighbourhoods for fix-and-solve, and time limits of the LP handle across re-solves."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from solvers_support import generated
+
+from allocator.plan import Solution
+from allocator.solvers._lns import neighbourhoods, order_links
+from allocator.solvers._lp import _HAVE_CORE, HighsHandle
+from allocator.solvers.lagrangian import coupling_rows
+
+
+@pytest.fixture(scope="module")
+def priced() -> tuple:  # type: ignore[type-arg]
+    problem = generated(600, 12, 150, seed=4)
+    coupling = coupling_rows(problem)
+    rng = np.random.default_rng(0)
+    unit = np.where(rng.random(coupling.n_unit) < 0.3, 1.0, 0.0)
+    ship = np.zeros(coupling.n_ship)
+    return problem, coupling, unit, ship
+
+
+def test_groups_are_disjoint_small_and_linked(priced) -> None:  # type: ignore[no-untyped-def]
+    problem, coupling, unit, ship = priced
+    seeds = np.arange(0, problem.n_orders, 3)
+    size = 25
+    groups = list(
+        neighbourhoods(
+            problem,
+            coupling,
+            seeds,
+            Solution.empty(problem),
+            unit,
+            ship,
+            size=size,
+            rng=np.random.default_rng(1),
+        )
+    )
+    members = np.concatenate(groups)
+    assert len(members) == len(np.unique(members))  # disjoint
+    assert all(1 <= len(g) <= size for g in groups)
+    assert np.isin(seeds, members).all()  # every seed lands in some group
+    m, _ = order_links(problem, coupling, unit, ship)  # type: ignore[misc]
+    rows_of = [set(m[int(o)].indices.tolist()) for o in range(problem.n_orders)]
+    for g in groups:
+        # Every order after the seed shares a priced row with an order of the group.
+        shared = [any(rows_of[a] & rows_of[b] for b in g if b != a) for a in g]
+        assert len(g) == 1 or all(shared)
+
+
+def test_groups_come_one_at_a_time_and_links_can_be_shared(priced) -> None:  # type: ignore[no-untyped-def]
+    problem, coupling, unit, ship = priced
+    seeds = np.arange(problem.n_orders)
+    args = (problem, coupling, seeds, Solution.empty(problem), unit, ship)
+    lazy = neighbourhoods(*args, size=40, rng=np.random.default_rng(7))
+    assert inspect.isgenerator(lazy)
+    first = next(lazy)
+    links = order_links(problem, coupling, unit, ship)
+    shared = list(neighbourhoods(*args, size=40, rng=np.random.default_rng(7), links=links))
+    assert np.array_equal(shared[0], first)
+    assert [g.tolist() for g in shared[1:]] == [g.tolist() for g in lazy]
+
+
+def test_without_prices_groups_are_slices_of_the_seeds(priced) -> None:  # type: ignore[no-untyped-def]
+    problem, coupling, _, _ = priced
+    seeds = np.arange(10, 95)
+    groups = list(
+        neighbourhoods(
+            problem,
+            coupling,
+            seeds,
+            Solution.empty(problem),
+            np.zeros(coupling.n_unit),
+            np.zeros(coupling.n_ship),
+            size=30,
+        )
+    )
+    assert [len(g) for g in groups] == [30, 30, 25]
+    assert np.array_equal(np.concatenate(groups), seeds)
+
+
+@pytest.mark.skipif(not _HAVE_CORE, reason="needs SciPy's HiGHS binding")
+def test_each_resolve_gets_its_own_time_limit() -> None:
+    """HiGHS counts its time limit over all runs of one object; the handle offsets it."""
+    rng = np.random.default_rng(3)
+    n_rows, n_cols = 300, 900
+    handle = HighsHandle(np.full(n_rows, 1.0), np.full(n_rows, np.inf))
+    # Rows x >= 1 (covering); an identity block keeps the LP feasible.
+    matrix = sp.hstack(
+        [sp.identity(n_rows), sp.random(n_rows, n_cols - n_rows, density=0.02, random_state=3)],
+        format="csc",
+    )
+    handle.add_columns(rng.random(n_cols) + 0.1, np.full(n_cols, np.inf), matrix)
+    first = handle.solve_lp(time_limit=30.0)
+    assert first.status == "optimal"
+    highs = handle._highs
+    spent = highs.getRunTime()
+    assert spent > 0
+    handle.add_columns(rng.random(50), np.full(50, np.inf), sp.random(n_rows, 50, density=0.05))
+    second = handle.solve_lp(time_limit=30.0)
+    assert second.status == "optimal"
+    _, limit = highs.getOptionValue("time_limit")
+    assert limit >= 30.0 + spent
