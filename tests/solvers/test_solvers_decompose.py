@@ -263,3 +263,31 @@ def test_greedy_completion_and_moves_stop_at_their_deadline() -> None:
     moved = improve_moves(problem, coupling, on_time)
     assert check_feasible(problem, moved) == []
     assert evaluate(problem, moved).total <= evaluate(problem, on_time).total + 1e-9
+
+
+def test_dive_rounds_the_master_towards_integral(monkeypatch: pytest.MonkeyPatch) -> None:
+    from allocator.solvers import decompose
+
+    problem = generated(600, 12, 200, seed=5)
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    original = decompose._dive
+
+    def spy(p, coupling, master, x, deadline, **kwargs):  # type: ignore[no-untyped-def]
+        before = x.copy()
+        after = original(p, coupling, master, x, deadline, **kwargs)
+        seen.append((master.pool.all().order.copy(), before, after))
+        return after
+
+    monkeypatch.setattr(decompose, "_dive", spy)
+    res = solve_decomposed(problem, lns_passes=0, pattern_passes=0)
+    assert seen
+    order, before, after = seen[0]
+
+    def fractional(x: np.ndarray) -> int:
+        xs = np.concatenate([x, np.zeros(len(order) - len(x))])
+        return len(np.unique(order[(xs > 1e-6) & (xs < 1 - 1e-6)]))
+
+    assert fractional(before) > 0  # the instance needs rounding
+    assert fractional(after) < fractional(before)
+    assert not check_feasible(problem, res.solution)
+    assert res.lower_bound <= res.cost + 1e-6

@@ -312,6 +312,7 @@ def price_block(
     max_subsets: int = 4096,
     alternatives: int = 0,
     max_milp_orders: int = MILP_ORDERS,
+    dynamic: bool = True,
 ) -> Priced:
     """Solve every order's pricing problem in ``block``.
 
@@ -337,6 +338,10 @@ def price_block(
         Most orders per call whose pricing problem, too large for enumeration and the dynamic
         programme, is solved exactly as a small MILP; beyond it they keep a valid bound and
         are flagged inexact.
+    dynamic
+        Solve the orders too large to enumerate by the dynamic programme (else they keep their
+        best single location or smaller split, and the size bound, flagged inexact): a
+        heuristic pass that re-prices the same large orders many times saves most of its time.
 
     Returns
     -------
@@ -427,6 +432,7 @@ def price_block(
             multi,
             max_subsets,
             max_milp_orders,
+            dynamic,
         )
 
     # ---- the chosen patterns as arc quantities -----------------------------------------------
@@ -496,6 +502,7 @@ def _price_splits(
     multi: dict[int, tuple[IntArray, IntArray]],
     max_subsets: int,
     max_milp_orders: int = 0,
+    dynamic: bool = True,
 ) -> None:
     """Subsets of size >= 2 for the orders that might split (updates the arrays in place).
 
@@ -558,7 +565,9 @@ def _price_splits(
             # solves it exactly when its state space is small; else the size-j bound.
             for o in relaxed.tolist():
                 mask = (up_order == o) & (n_dom < j_max[o])
-                found = _dp_order(b, o, up[mask], cap, unit_cost, fixed, gain, short_cost)
+                found = None
+                if dynamic:
+                    found = _dp_order(b, o, up[mask], cap, unit_cost, fixed, gain, short_cost)
                 if found is None and milp_left > 0:
                     milp_left -= 1
                     found = _milp_order(b, o, up[mask], cap, fixed, gain, base)

@@ -191,6 +191,7 @@ def complete_greedy(
             pair_open=pair_open,
             max_subsets=2048,
             max_milp_orders=0,
+            dynamic=False,
         )
         arcs = block.arcs[priced.arc]
         batch = PatternBatch.from_arcs(pending, p.line_order[p.arc_line[arcs]], arcs, priced.qty)

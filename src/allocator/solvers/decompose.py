@@ -90,6 +90,10 @@ FLOW_PASSES = 4
 #: Expected seconds of one flow-and-moves pass per arc of the one-unit orders, before one is
 #: measured (about 1 s for 130,000 arcs on 10,000 orders, doubled for slower machines).
 FLOW_SECONDS_PER_ARC = 1.5e-5
+#: A dive fixes every column whose master weight is at least this ...
+DIVE_THRESHOLD = 0.5
+#: ... or, where none is, this share of the fractional orders (the heaviest) per step.
+DIVE_SHARE = 0.25
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
 OPTIMAL_GAP = 1e-6
 
@@ -198,7 +202,7 @@ class _Master:
             (np.ones(batch.n), (batch.order, np.arange(batch.n))),
             shape=(self.problem.n_orders, batch.n),
         )
-        self.lp.add_columns(cost, np.full(batch.n, np.inf), sp.vstack([convexity, unit, ship]))
+        self.lp.add_columns(cost, np.ones(batch.n), sp.vstack([convexity, unit, ship]))
         self.pool.add(batch, cost)
 
     def solve(
@@ -262,6 +266,7 @@ def solve_decomposed(
     lns_nodes: int = 500,
     progress: bool | None = None,
     on_round: Callable[[dict[str, float]], None] | None = None,
+    dive: bool = True,
 ) -> DecomposeResult:
     """Optimise ``problem`` by price-directed decomposition.
 
@@ -464,11 +469,14 @@ def solve_decomposed(
         # the flow below gain more for the time (10,000 orders, 60 s: the two completions
         # took the 23 s left after column generation and the moves never ran).
         half = 0.5 * time_limit if time_limit is not None else 0.0
+        x_dive = x
+        if dive:
+            x_dive = _dive(p, coupling, master, x, deadline)
         for scale in (0.5, 1.0) if p.n_orders <= LARGE_ORDERS else (0.5,):
             if best_greedy is not None and left() <= half:
                 break
             scaled = (duals[0] * scale, duals[1] * scale)
-            sol = _plan_from_master(p, coupling, master, x, scaled, pair_extra_cost, deadline)
+            sol = _plan_from_master(p, coupling, master, x_dive, scaled, pair_extra_cost, deadline)
             c = evaluate_with_extra(p, sol, pair_extra_cost)
             if best_greedy is None or c < best_greedy[0]:
                 best_greedy = (c, sol)
@@ -724,6 +732,93 @@ def _flow_and_moves(
         if gained < 1e-3 * max(1.0, abs(cost)):
             break
     return solution
+
+
+def _dive(
+    problem: Problem,
+    coupling: Coupling,
+    master: _Master,
+    x: FloatArray,
+    deadline: float,
+    threshold: float = DIVE_THRESHOLD,
+    share: float = DIVE_SHARE,
+    max_steps: int = 50,
+) -> FloatArray:
+    """Round the master towards an integral plan by fixing columns and re-solving (a dive).
+
+    Each step fixes, for every order not yet fixed, its heaviest column if its weight is at
+    least ``threshold`` (else, when none is, the heaviest ``share`` of the fractional orders),
+    in order of weight, skipping a column whose stock and capacity use would no longer fit
+    beside those fixed before it; the master LP is then re-solved from its basis. Stops when
+    the master is integral, the LP fails or the deadline passes; the master's columns keep
+    their fixed bounds. Returns the last LP solution (over the pool's columns).
+    """
+    p = problem
+    fixed = np.zeros(p.n_orders, bool)
+    used_u = np.zeros(coupling.n_unit)
+    used_s = np.zeros(coupling.n_ship)
+    for _ in range(max_steps):
+        if time.perf_counter() >= deadline:
+            break
+        pool = master.pool.all()
+        xs = np.concatenate([x, np.zeros(pool.n - len(x))])
+        # Heaviest column per order (ties: the earlier column).
+        by = np.lexsort((np.arange(pool.n), -xs, pool.order))
+        first = np.ones(pool.n, bool)
+        first[1:] = pool.order[by[1:]] != pool.order[by[:-1]]
+        top = by[first]
+        weight = xs[top]
+        owner = pool.order[top]
+        free = ~fixed[owner]
+        fractional = free & (weight < 1 - 1e-6)
+        if not fractional.any():
+            break
+        pick = free & (weight >= threshold)
+        if not (pick & fractional).any():
+            ranked = np.flatnonzero(fractional)
+            ranked = ranked[np.argsort(-weight[ranked], kind="stable")]
+            pick = free & (weight >= 1 - 1e-6)
+            pick[ranked[: max(1, math.ceil(share * len(ranked)))]] = True
+        chosen = np.flatnonzero(pick)
+        chosen = chosen[np.argsort(-weight[chosen], kind="stable")]
+        cols = top[chosen]
+        use_u, use_s = pattern_rows(p, coupling, _select(pool, cols))
+        keep = np.zeros(len(cols), bool)
+        # The integral columns fit together (the LP kept them); the others are checked one by
+        # one in order of weight against what is already taken.
+        whole = weight[chosen] >= 1 - 1e-6
+        if whole.any():
+            keep[whole] = True
+            used_u += np.asarray(use_u[:, whole].sum(axis=1)).ravel()
+            used_s += np.asarray(use_s[:, whole].sum(axis=1)).ravel()
+        cu, cs = use_u.tocsc(), use_s.tocsc()
+        for i in np.flatnonzero(~whole).tolist():
+            ru = cu.indices[cu.indptr[i] : cu.indptr[i + 1]]
+            vu = cu.data[cu.indptr[i] : cu.indptr[i + 1]]
+            rs = cs.indices[cs.indptr[i] : cs.indptr[i + 1]]
+            vs = cs.data[cs.indptr[i] : cs.indptr[i + 1]]
+            if np.all(used_u[ru] + vu <= coupling.unit_bound[ru] + 1e-9) and np.all(
+                used_s[rs] + vs <= coupling.ship_bound[rs] + 1e-9
+            ):
+                used_u[ru] += vu
+                used_s[rs] += vs
+                keep[i] = True
+        n_fractional = int(fractional.sum())
+        if int(keep[~whole].sum()) < max(1, math.ceil(0.01 * n_fractional)):
+            break  # stalled: what is left does not fit beside the fixed columns
+        master.lp.set_column_bounds(cols[keep], 1.0, 1.0)
+        fixed[owner[chosen[keep]]] = True
+        solved = master.solve(max(deadline - time.perf_counter(), 0.01))
+        if solved is None:
+            break
+        x = solved[1]
+        log.debug(
+            "dive: %d orders fixed, %d fractional left, LP %.2f",
+            int(fixed.sum()),
+            n_fractional - int(keep[~whole].sum()),
+            solved[0],
+        )
+    return x
 
 
 def _plan_from_master(
