@@ -256,7 +256,7 @@ def solve_decomposed(
     primal: bool = True,
     max_new: int = 5_000,
     row_scale: float = 1.0,
-    cg_share: float = 0.6,
+    cg_share: float = 0.5,
     partition_arcs: int = PARTITION_ARCS,
     pattern_passes: int = 8,
     pattern_size: int = 2500,
