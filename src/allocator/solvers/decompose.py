@@ -12,7 +12,12 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    Lagrangian value ``sum_o Z_o(u, v) - u.b - v.s``, a **certified lower bound**; the best one is
    reported. The bound is at least the LP bound of the compact model and usually well above it,
    since each order's pattern choice is convexified exactly.
-2. **Primal plans**. Orders whose master column is integral keep it; the others are placed by a
+   The master's columns are bounded by 1 (implied by the convexity rows): a re-solve after
+   new columns then warm-starts the dual simplex by bound flips, about four times faster on
+   10,000 orders than with unbounded columns.
+2. **Primal plans**. A dive rounds the master first: columns of weight at least one half are
+   fixed (while their stock fits) and the LP is re-solved, a few times. Orders whose master
+   column is then integral keep it; the others are placed by a
    priced greedy completion against the residual stock (:mod:`._primal`), then best-response
    moves polish the plan, alternated with an exact min-cost flow that re-sources every one-unit
    order at once (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
@@ -313,6 +318,9 @@ def solve_decomposed(
         Show a progress bar (``None``: when stderr is a terminal).
     on_round
         Called with each round's record (round, lp, bound, best, seconds).
+    dive
+        Round the master LP by fixing and re-solving before the greedy completion (``False``:
+        the completion starts from the master as the column generation left it).
 
     Returns
     -------
