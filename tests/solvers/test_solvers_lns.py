@@ -25,22 +25,17 @@ def priced() -> tuple:  # type: ignore[type-arg]
     return problem, coupling, unit, ship
 
 
+def _groups(problem, coupling, seeds, unit, ship, **options) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    return list(
+        neighbourhoods(problem, coupling, seeds, Solution.empty(problem), unit, ship, **options)
+    )
+
+
 def test_groups_are_disjoint_small_and_linked(priced) -> None:  # type: ignore[no-untyped-def]
     problem, coupling, unit, ship = priced
     seeds = np.arange(0, problem.n_orders, 3)
     size = 25
-    groups = list(
-        neighbourhoods(
-            problem,
-            coupling,
-            seeds,
-            Solution.empty(problem),
-            unit,
-            ship,
-            size=size,
-            rng=np.random.default_rng(1),
-        )
-    )
+    groups = _groups(problem, coupling, seeds, unit, ship, size=size, rng=np.random.default_rng(1))
     members = np.concatenate(groups)
     assert len(members) == len(np.unique(members))  # disjoint
     assert all(1 <= len(g) <= size for g in groups)
@@ -69,16 +64,8 @@ def test_groups_come_one_at_a_time_and_links_can_be_shared(priced) -> None:  # t
 def test_without_prices_groups_are_slices_of_the_seeds(priced) -> None:  # type: ignore[no-untyped-def]
     problem, coupling, _, _ = priced
     seeds = np.arange(10, 95)
-    groups = list(
-        neighbourhoods(
-            problem,
-            coupling,
-            seeds,
-            Solution.empty(problem),
-            np.zeros(coupling.n_unit),
-            np.zeros(coupling.n_ship),
-            size=30,
-        )
+    groups = _groups(
+        problem, coupling, seeds, np.zeros(coupling.n_unit), np.zeros(coupling.n_ship), size=30
     )
     assert [len(g) for g in groups] == [30, 30, 25]
     assert np.array_equal(np.concatenate(groups), seeds)

@@ -59,6 +59,14 @@ def _check_pricing(  # type: ignore[no-untyped-def]
             assert close(cost, priced.value[o]), (o, cost, priced.value[o])
 
 
+def _inexact_at_zero_prices(problem, **options) -> int:  # type: ignore[no-untyped-def]
+    """Orders whose pricing problem was not solved exactly, at zero prices."""
+    rows, ship_row = per_arc_rows(problem)
+    block = make_block(problem, np.arange(problem.n_orders), rows, ship_row)
+    priced = price_block(block, np.zeros(problem.n_arcs), np.zeros(problem.n_locations), **options)
+    return int((~priced.exact).sum())
+
+
 @given(small_instances(max_lines=4), st.integers(0, 2**16))
 def test_pricing_matches_brute_force(instance, seed: int) -> None:  # type: ignore[no-untyped-def]
     network, orders = instance
@@ -96,16 +104,7 @@ def test_pricing_by_small_milp(monkeypatch: pytest.MonkeyPatch, max_milp_orders:
     for seed in range(4):
         problem = local_instance(6, 9, 3, seed=seed)
         _check_pricing(problem, seed, max_subsets=1, max_milp_orders=max_milp_orders)
-        rows, ship_row = per_arc_rows(problem)
-        block = make_block(problem, np.arange(problem.n_orders), rows, ship_row)
-        priced = price_block(
-            block,
-            np.zeros(problem.n_arcs),
-            np.zeros(problem.n_locations),
-            max_subsets=1,
-            max_milp_orders=max_milp_orders,
-        )
-        inexact += int((~priced.exact).sum())
+        inexact += _inexact_at_zero_prices(problem, max_subsets=1, max_milp_orders=max_milp_orders)
     if max_milp_orders:
         assert inexact == 0
     else:
@@ -119,17 +118,7 @@ def test_pricing_without_dynamic_programme() -> None:
     for seed in range(4):
         problem = local_instance(6, 9, 3, seed=seed)
         _check_pricing(problem, seed, max_subsets=1, max_milp_orders=0, dynamic=False)
-        rows, ship_row = per_arc_rows(problem)
-        block = make_block(problem, np.arange(problem.n_orders), rows, ship_row)
-        priced = price_block(
-            block,
-            np.zeros(problem.n_arcs),
-            np.zeros(problem.n_locations),
-            max_subsets=1,
-            max_milp_orders=0,
-            dynamic=False,
-        )
-        inexact += int((~priced.exact).sum())
+        inexact += _inexact_at_zero_prices(problem, max_subsets=1, max_milp_orders=0, dynamic=False)
     assert inexact > 0
 
 

@@ -479,7 +479,9 @@ def solve_decomposed(
         half = 0.5 * time_limit if time_limit is not None else 0.0
         x_dive = x
         if dive:
-            x_dive = _dive(p, coupling, master, x, deadline)
+            # At most half of the time left: the completion and the moves need the rest.
+            now = time.perf_counter()
+            x_dive = _dive(p, coupling, master, x, now + 0.5 * (deadline - now))
         for scale in (0.5, 1.0) if p.n_orders <= LARGE_ORDERS else (0.5,):
             if best_greedy is not None and left() <= half:
                 break
