@@ -85,8 +85,7 @@ class HighsHandle:
         self._blocks: list[sp.csc_matrix] = []
         self._integer: FloatArray | None = None
         self._n_cols = 0
-        self._pending = 0  # columns not yet passed to HiGHS
-        self._pending_blocks = 0  # the last blocks, not yet passed
+        self._blocks_passed = 0  # blocks already passed to HiGHS (the rest are pending)
         self._bounds_override: dict[int, tuple[float, float]] = {}
         self._highs: Any = None
 
@@ -104,8 +103,6 @@ class HighsHandle:
         self._upper.append(np.asarray(upper, dtype=np.float64))
         self._blocks.append(block)
         self._n_cols += block.shape[1]
-        self._pending += block.shape[1]
-        self._pending_blocks += 1
 
     def set_column_bounds(self, columns: npt.NDArray[np.int64], lower: float, upper: float) -> None:
         """Set the bounds of some columns (e.g. fix them at 1 while diving)."""
@@ -161,10 +158,9 @@ class HighsHandle:
             lp.a_matrix_.num_row_ = self.n_rows
             highs.passModel(lp)
             self._highs = highs
-            self._passed = 0
         highs = self._highs
-        if self._pending:
-            first = len(self._blocks) - self._pending_blocks
+        first = self._blocks_passed
+        if any(b.shape[1] for b in self._blocks[first:]):
             cost = np.concatenate(self._cost[first:])
             upper = np.concatenate(self._upper[first:])
             block = sp.csc_matrix(sp.hstack(self._blocks[first:], format="csc"))
@@ -178,9 +174,7 @@ class HighsHandle:
                 block.indices.astype(np.int32),
                 block.data,
             )
-            self._passed = self._n_cols
-            self._pending = 0
-            self._pending_blocks = 0
+            self._blocks_passed = len(self._blocks)
         return highs
 
     def solve_lp(self, *, time_limit: float | None = None) -> LpResult:
