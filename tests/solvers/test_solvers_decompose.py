@@ -222,6 +222,21 @@ def _changes(before, after) -> int:  # type: ignore[no-untyped-def]
     return moved.height
 
 
+def test_bound_cut_short_is_priced_at_the_last_master_duals() -> None:
+    # Column generation stopped by its share of the limit after one round: the bound is the
+    # better of the smoothed rounds' and the last master duals' Lagrangian value, and still
+    # below the optimum.
+    problem = generated(120, 8, 60, seed=0)
+    exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
+    assert exact.optimal
+    short = solve_decomposed(problem, time_limit=3.0, cg_share=1e-3)
+    assert short.stopped_by_time
+    assert short.rounds <= 2
+    full = solve_decomposed(problem, max_rounds=1, primal=False)
+    assert full.lower_bound < short.lower_bound  # the duals priced as they are did better
+    assert short.lower_bound <= exact.objective + 1e-6 * abs(exact.objective)
+
+
 def test_method_is_validated() -> None:
     from allocator.errors import InputError
 
@@ -263,6 +278,34 @@ def test_greedy_completion_and_moves_stop_at_their_deadline() -> None:
     moved = improve_moves(problem, coupling, on_time)
     assert check_feasible(problem, moved) == []
     assert evaluate(problem, moved).total <= evaluate(problem, on_time).total + 1e-9
+
+
+@pytest.mark.parametrize("ship_complete", [False, True])
+def test_greedy_completion_trims_a_pattern_its_own_lines_overfill(ship_complete: bool) -> None:
+    # Each arc fits the unit capacity (1) on its own, the order's two lines together do not:
+    # the pattern is cut to what fits instead of stalling every pass and waiting whole.
+    from allocator.plan import Solution
+    from allocator.solvers._primal import complete_greedy
+
+    locations = pl.DataFrame({"location_id": ["A"], "capacity_units": [1]})
+    stock = pl.DataFrame({"location_id": ["A", "A"], "sku": ["x", "y"], "on_hand": [5, 5]})
+    orders = pl.DataFrame(
+        {
+            "order_id": ["o", "o"],
+            "sku": ["x", "y"],
+            "qty": [1, 1],
+            "ship_complete": [ship_complete, ship_complete],
+        }
+    )
+    problem = compile_problem(Network.from_frames(locations, stock), Orders.from_frame(orders))
+    coupling = coupling_rows(problem)
+    assert coupling.n_unit > 0
+    zero_u, zero_s = np.zeros(coupling.n_unit), np.zeros(coupling.n_ship)
+    plan = complete_greedy(
+        problem, coupling, Solution.empty(problem), np.array([0]), np.array([0]), zero_u, zero_s
+    )
+    assert check_feasible(problem, plan) == []
+    assert int(plan.arc_qty.sum()) == (0 if ship_complete else 1)
 
 
 def test_dive_rounds_the_master_towards_integral(monkeypatch: pytest.MonkeyPatch) -> None:

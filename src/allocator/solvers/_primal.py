@@ -169,6 +169,7 @@ def complete_greedy(
     unit_used, ship_used = usage_of(coupling, p, arc_qty)
     unit_left = coupling.unit_bound - unit_used
     ship_left = coupling.ship_bound - ship_used
+    zero_prices = False
     for _ in range(max_passes):
         if len(pending) == 0 or time.perf_counter() >= deadline:
             break
@@ -196,6 +197,25 @@ def complete_greedy(
         arcs = block.arcs[priced.arc]
         batch = PatternBatch.from_arcs(pending, p.line_order[p.arc_line[arcs]], arcs, priced.qty)
         ok = _accept(p, coupling, batch, rank, unit_left, ship_left)
+        if not ok.any():
+            # Nothing fits, not even the first-ranked pattern on its own: the arc caps bound
+            # each arc, but two lines of one order can share a row (a location's unit
+            # capacity, a side limit) that has room for one of them only. Trim such patterns
+            # to what is left (10,000 orders: 94 orders had stalled a completion for 55
+            # passes and then waited, 20,000 above the same completion without them).
+            batch = _trim(p, coupling, batch, unit_left, ship_left)
+            ok = _accept(p, coupling, batch, rank, unit_left, ship_left)
+        # An order whose cheapest choice is to wait is held back while others still get
+        # placed (what they leave may let it ship); once nothing else moves, the rest are
+        # placed at cost alone, without the prices, and then may wait.
+        empty = np.diff(batch.ptr) == 0
+        if (ok & ~empty).any():
+            ok &= ~empty
+        elif not zero_prices:
+            zero_prices = True
+            unit_price = np.zeros_like(unit_price)
+            ship_price = np.zeros_like(ship_price)
+            continue
         take = np.flatnonzero(ok)
         entries = np.isin(batch.column_of_entry(), take)
         np.add.at(arc_qty, batch.arc[entries], batch.qty[entries])
@@ -204,6 +224,49 @@ def complete_greedy(
         ship_left = coupling.ship_bound - ship_used
         pending, rank = pending[~ok], rank[~ok]
     return plan_from_arc_qty(p, arc_qty)
+
+
+def _trim(
+    problem: Problem,
+    coupling: Coupling,
+    batch: PatternBatch,
+    unit_left: FloatArray,
+    ship_left: FloatArray,
+) -> PatternBatch:
+    """Cut each pattern to what fits beside the committed plan on its own.
+
+    Entries are taken in order and each ships what its unit rows still hold after the entries
+    before it; an order that must ship whole (ship-complete, or no backorders) and loses units
+    falls back to its empty pattern.
+    """
+    p = problem
+    qty = batch.qty.copy()
+    col = batch.column_of_entry()
+    sub = coupling.arc_rows[batch.arc]
+    for j in range(batch.n):
+        lo, hi = int(batch.ptr[j]), int(batch.ptr[j + 1])
+        room: dict[int, float] = {}
+        for e in range(lo, hi):
+            rows = sub.indices[sub.indptr[e] : sub.indptr[e + 1]]
+            fit = int(qty[e])
+            for r in rows.tolist():
+                fit = min(fit, math.floor(float(room.get(r, unit_left[r])) + _EPS))
+            fit = max(fit, 0)
+            for r in rows.tolist():
+                room[r] = room.get(r, unit_left[r]) - fit
+            qty[e] = fit
+        o = batch.order[j]
+        whole = p.order_ship_complete[o] or not p.order_allow_backorder[o]
+        if whole and (qty[lo:hi] < batch.qty[lo:hi]).any():
+            qty[lo:hi] = 0
+    keep = qty > 0
+    counts = np.bincount(col[keep], minlength=batch.n)
+    return PatternBatch(
+        batch.order,
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        batch.arc[keep],
+        qty[keep],
+    )
 
 
 def improve_moves(

@@ -386,6 +386,7 @@ def solve_decomposed(
     lp_value = math.inf
     x: FloatArray | None = None
     duals: tuple[FloatArray, FloatArray] = (zero_u, zero_s)
+    last_priced: tuple[FloatArray, FloatArray] | None = None  # duals priced as they were
     stopped_by_time = False
     rounds = 0
     last_lp_seconds = 0.0
@@ -435,6 +436,8 @@ def solve_decomposed(
             if negative.any() or a == 0.0:
                 break
             a = 0.0  # mispricing: the smoothed prices found nothing; price at the LP duals
+        if a == 0.0:
+            last_priced = duals
         if negative.any():
             # The most negative columns first, at most max_new per round: a warm-started LP
             # re-solves quickly after a few thousand new columns, slowly after tens of
@@ -463,6 +466,13 @@ def solve_decomposed(
         if added == 0 or gap_lp <= gap_target:
             break
 
+    if x is not None and stopped_by_time and duals is not last_priced and left() > 0:
+        # Cut short, the rounds priced at smoothed prices; the last master's own duals often
+        # give a better Lagrangian value (10,000 orders, 30 s: 220,223 -> 221,106; 0.7-0.9 s).
+        rnd = _price_all(runner, blocks, p.n_orders, duals[0], duals[1], 0)
+        value = float(rnd.value.sum() - duals[0] @ coupling.unit_bound)
+        value -= float(duals[1] @ coupling.ship_bound)
+        best_bound = max(best_bound, value)
     # ---- primal plans ------------------------------------------------------------------------
     candidate = None
     fractional = np.zeros(0, np.int64)
@@ -844,7 +854,11 @@ def _plan_from_master(
     p = problem
     pool = master.pool.all()
     x = np.concatenate([x, np.zeros(pool.n - len(x))])  # columns added after the last solve
-    integral = np.flatnonzero(x > 1 - 1e-6)
+    # Orders whose column is the empty one are left to the completion, ranked last: the master
+    # could only choose among pooled patterns, the completion may find one that fits what is
+    # left (10,000 orders, two master states: 242,181 / 245,051 -> 236,589 / 236,775).
+    served = np.diff(pool.ptr) > 0
+    integral = np.flatnonzero((x > 1 - 1e-6) & served)
     chosen = np.full(p.n_orders, -1, np.int64)
     chosen[pool.order[integral]] = integral
     fixed = chosen >= 0
@@ -858,9 +872,10 @@ def _plan_from_master(
         arc_qty = np.where(fixed[p.line_order[p.arc_line]], committed.arc_qty, 0)
         committed = Solution(arc_qty, committed.line_backorder, committed.order_rejected)
     pending = np.flatnonzero(~fixed)
-    # Rank pending orders by their largest master weight (the LP's confidence), then index.
+    # Rank pending orders by the largest master weight of a pattern that ships (the LP's
+    # confidence in serving them), then index.
     weight = np.zeros(p.n_orders)
-    np.maximum.at(weight, pool.order, x)
+    np.maximum.at(weight, pool.order[served], x[served])
     rank_order = np.lexsort((pending, -weight[pending]))
     rank = np.empty(len(pending), np.int64)
     rank[rank_order] = np.arange(len(pending))
