@@ -205,3 +205,17 @@ def test_fractional_units_are_repaired_to_integral_vertex() -> None:
     assert np.allclose(repaired[ox:oy], np.rint(repaired[ox:oy]))
     assert repaired[ox:oy].sum() == 3
     assert model.objective @ repaired <= model.objective @ values + 1e-9
+
+
+def test_native_prints_during_a_solve_are_silenced(capfd: pytest.CaptureFixture[str]) -> None:
+    # HiGHS prints some MIP diagnostics with printf, to C's stdout (file descriptor 1) whatever
+    # Python's sys.stdout is; under pytest's capture that is another descriptor.
+    import ctypes
+
+    from allocator.solvers.exact import _quiet_native_stdout
+
+    libc = ctypes.CDLL(None)
+    with _quiet_native_stdout():
+        libc.printf(b"native diagnostic\n")
+    libc.fflush(None)
+    assert "native diagnostic" not in capfd.readouterr().out

@@ -321,10 +321,7 @@ def _quiet_native_stdout() -> Iterator[None]:
     ``output_flag=false``; a library must not print, so file descriptor 1 points at
     ``/dev/null`` for the duration of the call.
     """
-    try:
-        fd = sys.stdout.fileno() if sys.stdout is not None else 1
-    except (AttributeError, OSError, ValueError):
-        fd = 1
+    fd = 1  # C's stdout, whatever Python's sys.stdout is (a notebook's, pytest's capture)
     try:
         saved = os.dup(fd)
     except OSError:
@@ -339,8 +336,21 @@ def _quiet_native_stdout() -> Iterator[None]:
             os.close(devnull)
         yield
     finally:
+        # printf output still in the C library's buffer (stdout is fully buffered when it is
+        # not a terminal) must go to /dev/null too, not to the real stdout at the next flush.
+        _flush_c_stdio()
         os.dup2(saved, fd)
         os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)``: write out every C stdio buffer (no-op where libc is not at hand)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - platform dependent
+        pass
 
 
 @dataclass(frozen=True, eq=False)
