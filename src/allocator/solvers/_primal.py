@@ -203,7 +203,7 @@ def complete_greedy(
             # capacity, a side limit) that has room for one of them only. Trim such patterns
             # to what is left (10,000 orders: 94 orders had stalled a completion for 55
             # passes and then waited, 20,000 above the same completion without them).
-            batch = _trim(p, coupling, batch, unit_left, ship_left)
+            batch = _trim(p, coupling, batch, unit_left)
             ok = _accept(p, coupling, batch, rank, unit_left, ship_left)
         # An order whose cheapest choice is to wait is held back while others still get
         # placed (what they leave may let it ship); once nothing else moves, the rest are
@@ -231,13 +231,13 @@ def _trim(
     coupling: Coupling,
     batch: PatternBatch,
     unit_left: FloatArray,
-    ship_left: FloatArray,
 ) -> PatternBatch:
     """Cut each pattern to what fits beside the committed plan on its own.
 
     Entries are taken in order and each ships what its unit rows still hold after the entries
     before it; an order that must ship whole (ship-complete, or no backorders) and loses units
-    falls back to its empty pattern.
+    falls back to its empty pattern. Shipment rows need no cut: the pricing only opens pairs
+    whose location has a parcel left, and a pattern uses one parcel per location.
     """
     p = problem
     qty = batch.qty.copy()
