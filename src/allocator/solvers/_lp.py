@@ -284,13 +284,14 @@ class HighsHandle:
         if time_limit:
             options["time_limit"] = float(time_limit)
         if mip:
-            res = milp(
-                cost,
-                integrality=np.asarray(integer, dtype=np.int64),
-                bounds=Bounds(lower, upper),
-                constraints=LinearConstraint(matrix, self.row_lower, self.row_upper),
-                options={**options, "mip_rel_gap": gap},
-            )
+            with _quiet_native_stdout():
+                res = milp(
+                    cost,
+                    integrality=np.asarray(integer, dtype=np.int64),
+                    bounds=Bounds(lower, upper),
+                    constraints=LinearConstraint(matrix, self.row_lower, self.row_upper),
+                    options={**options, "mip_rel_gap": gap},
+                )
             ok = res.x is not None
             bound = float(getattr(res, "mip_dual_bound", -math.inf) or -math.inf)
             status = "optimal" if res.status == 0 else "time_limit" if ok else "other"

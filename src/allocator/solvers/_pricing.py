@@ -711,6 +711,8 @@ def _milp_order(
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
+    from allocator.solvers.exact import _quiet_native_stdout
+
     l0, l1 = int(b.line_start[o]), int(b.line_start[o + 1])
     arcs_all = np.arange(b.line_arc_start[l0], b.line_arc_start[l1])
     pos = np.full(len(b.pairs), -1, np.int64)
@@ -740,15 +742,16 @@ def _milp_order(
     upper = np.concatenate(
         [b.line_qty[l0:l1].astype(np.float64), np.zeros(n_x), [float(b.max_locations[o])]]
     )
-    res = milp(
-        c,
-        integrality=np.concatenate([np.ones(n_y), np.ones(n_x)]),
-        bounds=Bounds(
-            np.zeros(n_y + n_x), np.concatenate([np.ones(n_y), cap[arcs].astype(np.float64)])
-        ),
-        constraints=LinearConstraint(a, -np.inf, upper),
-        options={"disp": False, "mip_rel_gap": 0.0, "time_limit": 10.0},
-    )
+    with _quiet_native_stdout():  # HiGHS prints some MIP diagnostics natively
+        res = milp(
+            c,
+            integrality=np.concatenate([np.ones(n_y), np.ones(n_x)]),
+            bounds=Bounds(
+                np.zeros(n_y + n_x), np.concatenate([np.ones(n_y), cap[arcs].astype(np.float64)])
+            ),
+            constraints=LinearConstraint(a, -np.inf, upper),
+            options={"disp": False, "mip_rel_gap": 0.0, "time_limit": 10.0},
+        )
     if res.status != 0 or res.x is None:
         return None
     x = np.rint(res.x[n_y:]).astype(np.int64)
