@@ -41,6 +41,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from allocator.problem import Problem
+from allocator.solvers.exact import _quiet_native_stdout
 
 __all__ = ["OrderBlock", "Priced", "make_block", "price_block"]
 
@@ -710,8 +711,6 @@ def _milp_order(
     bound; the orders that reach this point are a handful per 10,000, solved in milliseconds).
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
-
-    from allocator.solvers.exact import _quiet_native_stdout
 
     l0, l1 = int(b.line_start[o]), int(b.line_start[o + 1])
     arcs_all = np.arange(b.line_arc_start[l0], b.line_arc_start[l1])

@@ -17,10 +17,10 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    10,000 orders than with unbounded columns.
 2. **Primal plans**. A dive rounds the master first: columns of weight at least one half are
    fixed (while their stock fits) and the LP is re-solved, a few times. Orders whose master
-   column is then integral keep it; the others are placed by a
-   priced greedy completion against the residual stock (:mod:`._primal`), then best-response
-   moves polish the plan, alternated with an exact min-cost flow that re-sources every one-unit
-   order at once (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
+   column is then integral and ships something keep it; the others (those left waiting
+   included, ranked last) are placed by a priced greedy completion against the residual
+   stock (:mod:`._primal`), then best-response moves polish the plan, alternated with an
+   exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
    With time left, neighbourhoods of contested orders are re-solved exactly: by set
    partitioning over the pooled patterns, and as MILPs of the full model (fix-and-solve).
 
