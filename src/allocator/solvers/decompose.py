@@ -20,7 +20,8 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    column is then integral and ships something keep it; the others (those left waiting
    included, ranked last) are placed by a priced greedy completion against the residual
    stock (:mod:`._primal`), then best-response moves polish the plan, alternated with an
-   exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
+   exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the
+   chains of moves that serve one more unit of scarce stock).
    With time left, neighbourhoods of contested orders are re-solved exactly: by set
    partitioning over the pooled patterns, and as MILPs of the full model (fix-and-solve).
 
