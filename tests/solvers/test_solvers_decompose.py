@@ -13,6 +13,7 @@ from solvers_support import generated
 
 from allocator import Network, Orders, compile_problem, solve
 from allocator.plan import check_feasible, evaluate
+from allocator.solvers._prove import prove
 from allocator.solvers.decompose import lagrangian_bound, solve_decomposed
 from allocator.solvers.exact import solve_exact
 from allocator.solvers.lagrangian import coupling_rows
@@ -164,7 +165,7 @@ def test_auto_without_time_limit_finishes_at_the_proven_optimum(
     exact = solve_exact(problem, mip_gap=0.0)
     assert exact.optimal
     plan = solve(problem)
-    assert plan.info["solver"] in ("decompose", "decompose+scip")
+    assert plan.info["solver"] in ("decompose", "decompose+highs")
     assert plan.status == "optimal"
     assert not check_feasible(problem, plan.solution)
     assert plan.cost.total == pytest.approx(exact.objective, rel=1e-6)
@@ -345,3 +346,24 @@ def test_dive_rounds_the_master_towards_integral(monkeypatch: pytest.MonkeyPatch
     assert fractional(after) < fractional(before)
     assert not check_feasible(problem, res.solution)
     assert res.lower_bound <= res.cost + 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prove_from_a_decomposition_plan_reaches_the_exact_optimum(seed: int) -> None:
+    problem = generated(120, 8, 60, seed=seed)
+    exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
+    assert exact.optimal
+    res = solve_decomposed(problem)
+    proof = prove(problem, res.solution, res.cost)
+    assert proof.optimal
+    assert proof.cost == pytest.approx(exact.objective, rel=1e-6)
+    assert proof.bound == pytest.approx(exact.objective, rel=1e-6)
+    if proof.solution is None:  # the decomposition's plan was optimal already
+        assert res.cost == pytest.approx(exact.objective, rel=1e-6)
+    else:
+        assert not check_feasible(problem, proof.solution)
+        assert evaluate(problem, proof.solution).total == pytest.approx(proof.cost, rel=1e-9)
+    # Cut short, the bound stays valid and the incumbent is kept.
+    short = prove(problem, res.solution, res.cost, time_limit=0.01)
+    assert short.bound <= exact.objective + 1e-6 * abs(exact.objective)
+    assert short.cost <= res.cost
