@@ -367,3 +367,60 @@ def test_prove_from_a_decomposition_plan_reaches_the_exact_optimum(seed: int) ->
     short = prove(problem, res.solution, res.cost, time_limit=0.01)
     assert short.bound <= exact.objective + 1e-6 * abs(exact.objective)
     assert short.cost <= res.cost
+
+
+def test_rescue_group_brings_in_the_order_holding_the_stock() -> None:
+    # "sc" (ship-complete, x and y) can only be covered at A; "h" holds A's one x although B
+    # has one too. Alone, neither order can do better; re-sourced together, h moves to B and
+    # sc ships from A.
+    from allocator.plan import Solution
+    from allocator.solvers._lns import improve_neighbourhood, rescue_neighbourhoods
+
+    locations = pl.DataFrame({"location_id": ["A", "B"]})
+    stock = pl.DataFrame(
+        {"location_id": ["A", "A", "B"], "sku": ["x", "y", "x"], "on_hand": [1, 1, 1]}
+    )
+    orders = pl.DataFrame(
+        {
+            "order_id": ["sc", "sc", "h"],
+            "sku": ["x", "y", "x"],
+            "qty": [1, 1, 1],
+            "ship_complete": [True, True, False],
+        }
+    )
+    costs = pl.DataFrame(
+        {
+            "order_id": ["sc", "sc", "h", "h"],
+            "location_id": ["A", "B", "A", "B"],
+            "unit_cost": [1.0, 1.0, 1.0, 2.0],
+            "shipment_cost": [5.0, 5.0, 5.0, 6.0],
+        }
+    )
+    problem = compile_problem(
+        Network.from_frames(locations, stock, costs=costs), Orders.from_frame(orders)
+    )
+    sc, h = (problem.order_ids.tolist().index(name) for name in ("sc", "h"))
+    # The plan: h ships x from A, sc waits whole.
+    arc_qty = np.zeros(problem.n_arcs, np.int64)
+    h_at_a = [
+        a
+        for a in range(problem.n_arcs)
+        if problem.line_order[problem.arc_line[a]] == h
+        and problem.location_ids[problem.arc_location[a]] == "A"
+    ]
+    arc_qty[h_at_a] = 1
+    backorder = np.where(problem.line_order == sc, problem.line_qty, 0).astype(np.int64)
+    plan = Solution(arc_qty, backorder, np.zeros(problem.n_orders, bool))
+    assert check_feasible(problem, plan) == []
+    before = evaluate(problem, plan).total
+
+    groups = list(rescue_neighbourhoods(problem, lambda: plan))
+    assert [g.tolist() for g in groups] == [sorted([sc, h])]
+    for alone in ([sc], [h]):
+        _, gain = improve_neighbourhood(problem, plan, np.array(alone))
+        assert gain == 0.0
+    better, gain = improve_neighbourhood(problem, plan, groups[0])
+    assert gain > 0
+    assert check_feasible(problem, better) == []
+    assert evaluate(problem, better).total == pytest.approx(before - gain)
+    assert better.line_backorder.sum() == 0

@@ -9,7 +9,7 @@ stays feasible by construction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,13 @@ from allocator.solvers._restrict import Restricted, restrict
 from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 from allocator.solvers.lagrangian import Coupling
 
-__all__ = ["improve_neighbourhood", "improve_with_patterns", "neighbourhoods", "order_links"]
+__all__ = [
+    "improve_neighbourhood",
+    "improve_with_patterns",
+    "neighbourhoods",
+    "order_links",
+    "rescue_neighbourhoods",
+]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -173,6 +179,80 @@ def neighbourhoods(
             group.extend(take.tolist())
             frontier = take.tolist()
         yield np.sort(np.asarray(group, dtype=np.int64))
+
+
+def rescue_neighbourhoods(
+    problem: Problem,
+    current: Callable[[], Solution],
+    *,
+    size: int = 150,
+    locations: int = 3,
+) -> Iterator[IntArray]:
+    """Groups around the orders that a plan leaves short, with the orders holding their stock.
+
+    Targets are the orders with units backordered (ship-complete orders left waiting included)
+    or rejected, most expensive first. Each group is one target plus the orders that currently
+    take, at the target's ``locations`` cheapest locations (covering ones for ship-complete
+    orders), the stock of the SKUs it is short of: re-sourced together, those orders can make
+    room for it by moving elsewhere. Groups are made one at a time from ``current()``, the plan
+    as it is when the caller asks for the next one.
+
+    Measured on 10,000 orders (a 30 s run's plan after its greedy completion and moves, 231,609):
+    these groups gained 3,792 (1.6 %) in 9 s, where a pass of pattern neighbourhoods had gained
+    about 750 in 5 s; the six ship-complete orders among the first twenty gave 2,400 of it.
+    """
+    p = problem
+    n_sku = p.atp.shape[1]
+    arc_key = p.arc_location.astype(np.int64) * n_sku + p.arc_sku()
+    # A location's cost for a line: its parcel plus the units it can ship at their unit cost.
+    pair_rank = p.pair_shipment_cost + np.bincount(
+        p.arc_pair,
+        weights=p.arc_unit_cost * np.minimum(p.arc_cap, p.line_qty[p.arc_line]),
+        minlength=p.n_pairs,
+    )
+    first = current()
+    short_cost = np.bincount(
+        p.line_order, weights=first.line_backorder * p.line_backorder_cost, minlength=p.n_orders
+    )
+    short_cost = short_cost + np.where(first.order_rejected, p.order_reject_cost, 0.0)
+    has_arcs = np.bincount(p.line_order[p.arc_line], minlength=p.n_orders) > 0
+    targets = np.flatnonzero((short_cost > 0) & has_arcs)
+    targets = targets[np.argsort(-short_cost[targets], kind="stable")]
+
+    indexed: Solution | None = None
+    held_key = held_order = np.zeros(0, np.int64)
+    for o in targets.tolist():
+        sol = current()
+        if sol is not indexed:
+            used = np.flatnonzero(sol.arc_qty > 0)
+            by_key = np.argsort(arc_key[used], kind="stable")
+            held_key = arc_key[used][by_key]
+            held_order = p.line_order[p.arc_line[used]][by_key].astype(np.int64)
+            indexed = sol
+        lines = np.arange(p.order_line_start[o], p.order_line_start[o + 1])
+        if not (p.order_ship_complete[o] or sol.order_rejected[o]):
+            lines = lines[sol.line_backorder[lines] > 0]
+        pairs = np.arange(p.order_pair_start[o], p.order_pair_start[o + 1])
+        if p.order_ship_complete[o]:
+            pairs = pairs[p.pair_covers[pairs]]
+        if len(lines) == 0 or len(pairs) == 0:
+            continue
+        pairs = pairs[np.argsort(pair_rank[pairs], kind="stable")[:locations]]
+        group = [o]
+        seen = {o}
+        arcs = np.concatenate(
+            [np.arange(p.line_arc_start[line], p.line_arc_start[line + 1]) for line in lines]
+        )
+        for pair in pairs.tolist():
+            keys = arc_key[arcs[p.arc_pair[arcs] == pair]]
+            lo = np.searchsorted(held_key, keys, side="left")
+            hi = np.searchsorted(held_key, keys, side="right")
+            for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+                for h in held_order[a:b].tolist():
+                    if h not in seen:
+                        seen.add(h)
+                        group.append(h)
+        yield np.sort(np.asarray(group[:size], dtype=np.int64))
 
 
 def _distinct(values: npt.NDArray[np.int32], mark: npt.NDArray[np.bool_]) -> IntArray:

@@ -43,7 +43,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +70,7 @@ from allocator.solvers._lns import (
     improve_with_patterns,
     neighbourhoods,
     order_links,
+    rescue_neighbourhoods,
 )
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_block
@@ -91,6 +92,9 @@ LARGE_ORDERS = 20_000
 #: Under a time limit, most seconds one neighbourhood's MILP may take (one slow neighbourhood
 #: took 27 of 46 s in a pass on 10,000 orders; its node limit does not bound the root's time).
 NEIGHBOURHOOD_SECONDS = 5.0
+#: The same for a group around an order the plan leaves short (most solve in well under 1 s; a
+#: few of 150 orders ran to any limit without gain).
+RESCUE_SECONDS = 2.0
 #: Most passes of the one-unit-order flow and moves after the greedy completion.
 FLOW_PASSES = 4
 #: Expected seconds of one flow-and-moves pass per arc of the one-unit orders, before one is
@@ -270,6 +274,8 @@ def solve_decomposed(
     lns_passes: int = 8,
     lns_size: int = 150,
     lns_nodes: int = 500,
+    rescue_passes: int = 8,
+    rescue_size: int = 150,
     progress: bool | None = None,
     on_round: Callable[[dict[str, float]], None] | None = None,
     dive: bool = True,
@@ -315,6 +321,9 @@ def solve_decomposed(
         the node limit of each set-partitioning MILP.
     lns_passes, lns_size, lns_nodes
         Passes of fix-and-solve with the full model, orders per neighbourhood, node limit.
+    rescue_passes, rescue_size
+        Passes of fix-and-solve around the orders the plan leaves short (with the orders that
+        hold their stock; :func:`._lns.rescue_neighbourhoods`) and the most orders per group.
     progress
         Show a progress bar (``None``: when stderr is a terminal).
     on_round
@@ -557,38 +566,47 @@ def solve_decomposed(
     def done() -> bool:
         return left() <= 0 or _gap(incumbent_cost, best_bound) <= gap_target
 
-    # ---- neighbourhood search: the two kinds alternate, one pass each, while either gains ----
-    # A pattern pass re-chooses pooled patterns for thousands of orders at once (set
-    # partitioning); a model pass re-sources a hundred or so orders with the full MILP, which
-    # can find patterns that were never generated. Measured on 10,000 orders, each kind
-    # stalled where the other still found a percent or more.
+    # ---- neighbourhood search: three kinds take turns, one pass each, while any gains ----
+    # A rescue pass re-sources, with the full MILP, each order the plan leaves short together
+    # with the orders holding the stock it lacks; a pattern pass re-chooses pooled patterns for
+    # thousands of orders at once (set partitioning); a model pass re-sources a hundred or so
+    # linked orders with the full MILP, which can find patterns that were never generated.
+    # Measured on 10,000 orders, each kind stalled where another still found a percent or more.
     pool = master.pool.all()
     pool_cost = master.pool.costs()
-    pattern_round = model_round = 0
-    stalled = {"patterns": False, "milp": False}
+    passes = {"rescue": 0, "patterns": 0, "milp": 0}
+    most = {"rescue": rescue_passes, "patterns": pattern_passes, "milp": lns_passes}
+    stalled = dict.fromkeys(passes, False)
+
+    def current_plan() -> Solution:
+        assert incumbent is not None
+        return incumbent
+
     links = order_links(p, coupling, duals[0], duals[1]) if not done() else None
     while not done() and not all(stalled.values()):
-        if pattern_round >= pattern_passes:
-            stalled["patterns"] = True
-        if model_round >= lns_passes:
-            stalled["milp"] = True
-        for kind in ("patterns", "milp"):
+        for kind in passes:
+            if passes[kind] >= most[kind]:
+                stalled[kind] = True
+        for kind in passes:
             if done() or stalled[kind]:
                 continue
-            rnd_index = pattern_round if kind == "patterns" else model_round
+            rnd_index = passes[kind]
             seeds = fractional if rnd_index == 0 and len(fractional) else np.arange(p.n_orders)
-            size = pattern_size if kind == "patterns" else lns_size
-            groups = neighbourhoods(
-                p,
-                coupling,
-                seeds,
-                incumbent,
-                duals[0],
-                duals[1],
-                size=size,
-                rng=rng,
-                links=links,
-            )
+            groups: Iterator[IntArray]
+            if kind == "rescue":
+                groups = rescue_neighbourhoods(p, current_plan, size=rescue_size)
+            else:
+                groups = neighbourhoods(
+                    p,
+                    coupling,
+                    seeds,
+                    incumbent,
+                    duals[0],
+                    duals[1],
+                    size=pattern_size if kind == "patterns" else lns_size,
+                    rng=rng,
+                    links=links,
+                )
             gained = 0.0
             for group in groups:
                 if done():
@@ -596,7 +614,8 @@ def solve_decomposed(
                 # Without a time limit only node limits apply (deterministic).
                 budget = None
                 if math.isfinite(deadline):
-                    budget = max(0.05, min(left(), NEIGHBOURHOOD_SECONDS))
+                    cap = RESCUE_SECONDS if kind == "rescue" else NEIGHBOURHOOD_SECONDS
+                    budget = max(0.05, min(left(), cap))
                 if kind == "patterns":
                     incumbent, gain = improve_with_patterns(
                         p,
@@ -623,10 +642,7 @@ def solve_decomposed(
                 if gain > 0:
                     gained += gain
                     incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
-            if kind == "patterns":
-                pattern_round += 1
-            else:
-                model_round += 1
+            passes[kind] += 1
             _log(
                 history,
                 on_round,
