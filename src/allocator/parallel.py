@@ -6,11 +6,18 @@ Two pieces:
   into a :class:`concurrent.futures.Executor` (a process pool, or a Dask cluster's
   ``Client.get_executor()``), or ``None`` for serial work;
 * :class:`BlockRunner` runs a function over a fixed list of data blocks, many times, on any
-  executor. Each block is pickled to a worker once and kept there in a small cache, so repeated
-  rounds only ship the round's arguments. The cache protocol needs nothing from the executor
-  beyond ``submit``: a worker that has not seen a block answers "missing" and gets the data on a
-  second try. Results come back in block order, so the outcome does not depend on which worker
-  ran what.
+  executor. A worker that was forked from this process after the runner was made (a
+  ``ProcessPoolExecutor`` with the ``fork`` start method starts its workers at the first
+  submit) reads the blocks from the memory it shares with this process; any other worker (Dask,
+  ``spawn``) gets each block pickled once and keeps it in a small cache, so repeated rounds only
+  ship the round's arguments. The protocol needs nothing from the executor beyond ``submit``: a
+  worker that has not seen a block answers "missing" and gets the data on a second try.
+  Results come back in block order, so the outcome does not depend on which worker ran what.
+
+  Measured on 100,000 orders (38 blocks, 817 MB) with a pool of two in a 180 s run: with every
+  block pickled to the workers, all processes together peaked at 5.0 GB (PSS; tasks land on
+  either worker, so each came to cache most blocks); read from the forked memory, 3.6 GB, and
+  the first round ended 7 s earlier.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Generic, TypeVar
@@ -65,12 +73,18 @@ class _Missing:
 _CACHE: dict[tuple[str, int], Any] = {}
 _CACHE_TOKEN: list[str] = [""]
 _CACHE_LOCK = threading.Lock()
+# The runners alive in this process, by token: a forked worker finds its parent's blocks here.
+_RUNNERS: dict[str, weakref.ref[BlockRunner[Any]]] = {}
 
 
 def _cached_call(
     token: str, index: int, block: Any, fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> Any:
     """Run ``fn(block, *args)`` in a worker, keeping ``block`` for later rounds."""
+    ref = _RUNNERS.get(token)
+    runner = ref() if ref is not None else None
+    if runner is not None:  # forked from the process that made the runner: no copy needed
+        return fn(runner.blocks[index], *args)
     with _CACHE_LOCK:
         if block is not None:
             if _CACHE_TOKEN[0] != token:
@@ -98,19 +112,19 @@ class BlockRunner(Generic[B]):
         self.blocks = list(blocks)
         self.executor = executor
         self.token = uuid.uuid4().hex
-        self._shipped = False
+        token = self.token
+        _RUNNERS[token] = weakref.ref(self, lambda _: _RUNNERS.pop(token, None))
 
     def map(self, fn: Callable[..., R], *args: Any) -> list[R]:
         """``[fn(block, *args) for block in blocks]``, in block order."""
         if self.executor is None or len(self.blocks) == 0:
             return [fn(block, *args) for block in self.blocks]
-        send = not self._shipped
+        # Blocks go out only to workers that answer "missing" (forked workers never do).
         futures = [
-            self.executor.submit(_cached_call, self.token, i, block if send else None, fn, args)
-            for i, block in enumerate(self.blocks)
+            self.executor.submit(_cached_call, self.token, i, None, fn, args)
+            for i in range(len(self.blocks))
         ]
         results: list[Any] = [f.result() for f in futures]
-        self._shipped = True
         for _ in range(8):
             missing = [i for i, r in enumerate(results) if isinstance(r, _Missing)]
             if not missing:
