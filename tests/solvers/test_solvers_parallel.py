@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -33,6 +35,43 @@ def test_worker_without_the_block_says_missing() -> None:
     # A new run token clears the cache.
     _cached_call("token-y", 0, np.ones(1), _weighted_sum, (1.0,))
     assert isinstance(_cached_call("token-x", 99, None, _weighted_sum, (1.0,)), _Missing)
+
+
+class _CountedBlock:
+    """A block that records, in the process that unpickles it, that it crossed a pipe."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+        self.unpickled_in: int | None = None
+
+    def __reduce__(self) -> tuple[object, tuple[np.ndarray]]:
+        return (_unpickle_counted, (self.values,))
+
+
+def _unpickle_counted(values: np.ndarray) -> _CountedBlock:
+    block = _CountedBlock(values)
+    block.unpickled_in = os.getpid()
+    return block
+
+
+def _sum_and_origin(block: _CountedBlock, weight: float) -> tuple[float, bool]:
+    return float(block.values.sum() * weight), block.unpickled_in is not None
+
+
+def test_forked_workers_read_blocks_without_pickling() -> None:
+    blocks = [_CountedBlock(np.arange(i, i + 4, dtype=float)) for i in range(5)]
+    expected = [(float(b.values.sum() * 2.0), False) for b in blocks]
+    fork = multiprocessing.get_context("fork")
+    # Workers forked after the runner exists share its memory: no block is pickled.
+    with ProcessPoolExecutor(2, mp_context=fork) as pool:
+        runner = BlockRunner(blocks, pool)
+        assert runner.map(_sum_and_origin, 2.0) == expected
+        assert runner.map(_sum_and_origin, 2.0) == expected
+        # A runner made after the workers started: its blocks travel once, then stay cached.
+        later = BlockRunner(blocks, pool)
+        got = later.map(_sum_and_origin, 2.0)
+        assert [value for value, _ in got] == [value for value, _ in expected]
+        assert all(pickled for _, pickled in got)
 
 
 def test_map_items_in_order() -> None:
