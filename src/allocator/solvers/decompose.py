@@ -22,8 +22,10 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    stock (:mod:`._primal`), then best-response moves polish the plan, alternated with an
    exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the
    chains of moves that serve one more unit of scarce stock).
-   With time left, neighbourhoods of contested orders are re-solved exactly: by set
-   partitioning over the pooled patterns, and as MILPs of the full model (fix-and-solve).
+   With time left, neighbourhoods are re-solved exactly, in turns: each order the plan leaves
+   short with the orders holding the stock it lacks, as a MILP of the full model (a "rescue");
+   contested orders by set partitioning over the pooled patterns; and linked orders as MILPs
+   of the full model (fix-and-solve).
 
 Measured choices (``benchmarks/RESULTS.md``): plain subgradient steps improved the bound by only
 a few tenths of a percent in 150 rounds on the 1,000-order instance, where column generation
