@@ -7,12 +7,19 @@ import inspect
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from solvers_support import generated
 
+from allocator import compile_problem
 from allocator.plan import Solution
-from allocator.solvers._lns import neighbourhoods, order_links
+from allocator.solvers import _restrict
+from allocator.solvers._lns import improve_neighbourhood, neighbourhoods, order_links
 from allocator.solvers._lp import _HAVE_CORE, HighsHandle
+from allocator.solvers._restrict import plan_usage, restrict
+from allocator.solvers.greedy import greedy_baseline
 from allocator.solvers.lagrangian import coupling_rows
+from allocator.testing import instances, rule_sets
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +100,73 @@ def test_each_resolve_gets_its_own_time_limit() -> None:
     assert second.status == "optimal"
     _, limit = highs.getOptionValue("time_limit")
     assert limit >= 30.0 + spent
+
+
+def _residual_from_scratch(problem, orders, arc_qty):  # type: ignore[no-untyped-def]
+    """What the other orders leave, computed over every arc (the definition)."""
+    p = problem
+    free = np.zeros(p.n_orders, bool)
+    free[orders] = True
+    taken = np.where(free[p.line_order[p.arc_line]], 0, arc_qty)
+    n_sku = p.atp.shape[1]
+    used = np.bincount(
+        p.arc_location * n_sku + p.arc_sku(), weights=taken, minlength=p.atp.size
+    ).reshape(p.atp.shape)
+    units = np.bincount(p.arc_location, weights=taken, minlength=p.n_locations)
+    shipping = np.bincount(p.arc_pair, weights=taken, minlength=p.n_pairs) > 0
+    ships = np.bincount(p.pair_location[shipping], minlength=p.n_locations)
+    return (
+        np.maximum(p.atp - used, 0),
+        np.maximum(p.location_capacity_units - units, 0.0),
+        np.maximum(p.location_capacity_shipments - ships, 0.0),
+        np.maximum(p.limit_bound - p.limit_usage(taken), 0.0),
+    )
+
+
+@given(instances(rules=rule_sets(strategy="optimize"), max_orders=6), st.data())
+@settings(max_examples=40, deadline=None)
+def test_restrict_leaves_what_the_other_orders_leave(instance, data) -> None:  # type: ignore[no-untyped-def]
+    network, orders, rules = instance
+    problem = compile_problem(network, orders, rules)
+    plan = greedy_baseline(problem).solution
+    free = np.array(
+        sorted(data.draw(st.sets(st.integers(0, problem.n_orders - 1), max_size=3))), np.int64
+    )
+    sub = restrict(problem, free, plan.arc_qty).problem
+    atp, cap_units, cap_ships, limits = _residual_from_scratch(problem, free, plan.arc_qty)
+    assert np.array_equal(sub.atp, atp)
+    assert np.array_equal(sub.location_capacity_units, cap_units)
+    assert np.array_equal(sub.location_capacity_shipments, cap_ships)
+    assert np.array_equal(sub.limit_bound, limits)
+
+
+def test_usage_follows_the_improved_plans() -> None:
+    # improve_neighbourhood derives each new plan's usage from the old one's; it must equal
+    # the usage computed from scratch, and the sub-problems built from it the definition's.
+    problem = generated(300, 10, 80, seed=2)
+    plan = greedy_baseline(problem).solution
+    groups = list(
+        neighbourhoods(
+            problem,
+            coupling_rows(problem),
+            np.arange(problem.n_orders),
+            plan,
+            np.zeros(coupling_rows(problem).n_unit),
+            np.zeros(coupling_rows(problem).n_ship),
+            size=20,
+        )
+    )
+    gains = 0
+    for group in groups[:12]:
+        plan, gain = improve_neighbourhood(problem, plan, group)
+        gains += gain > 0
+        derived = _restrict._USAGE[problem]
+        assert derived.arc_qty is plan.arc_qty
+        _restrict._USAGE.pop(problem)
+        fresh = plan_usage(problem, plan.arc_qty)
+        for name in ("stock", "units", "pair_units", "ships", "limits"):
+            assert np.allclose(getattr(derived, name), getattr(fresh, name)), name
+        free = groups[-1]
+        sub = restrict(problem, free, plan.arc_qty).problem
+        assert np.array_equal(sub.atp, _residual_from_scratch(problem, free, plan.arc_qty)[0])
+    assert gains > 0  # the derivation was exercised

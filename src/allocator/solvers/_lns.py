@@ -27,7 +27,7 @@ from allocator.solvers._columns import (
     select_patterns,
 )
 from allocator.solvers._lp import HighsHandle
-from allocator.solvers._restrict import Restricted, restrict
+from allocator.solvers._restrict import Restricted, record_change, restrict
 from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 from allocator.solvers.lagrangian import Coupling
 
@@ -90,7 +90,9 @@ def improve_neighbourhood(
     if res.x is None or not res.objective < current_cost - 1e-6 * max(1.0, abs(current_cost)):
         return solution, 0.0
     better = solution_from_values(sp_, model, res.x)
-    return sub.lift(problem, better, solution), current_cost - res.objective
+    lifted = sub.lift(problem, better, solution)
+    record_change(problem, solution.arc_qty, lifted.arc_qty, sub.orders)
+    return lifted, current_cost - res.objective
 
 
 def order_links(
