@@ -69,10 +69,11 @@ class Restricted:
 class PlanUsage:
     """What a plan takes from the shared rows: stock per (location, SKU), capacities, limits.
 
-    Computed once per plan over every arc (:func:`plan_usage`); a neighbourhood then only adds
-    back what its own orders take, so building a sub-problem costs the neighbourhood's size, not
-    the whole problem's (on 100,000 orders a full pass over the 9.4 million arcs took longer
-    than most neighbourhoods' MILPs).
+    Computed once per plan over every arc (:func:`plan_usage`) and carried from plan to plan
+    (:func:`record_change`); a neighbourhood then only adds back what its own orders take, so
+    building a sub-problem costs the neighbourhood's size, not the whole problem's. Measured: 15
+    to 6 ms per sub-problem on 10,000 orders; on 100,000 orders (9.4 million arcs) a pass of
+    rescue neighbourhoods gained 24,200 in 48 s, where it had gained 2,700 in 16 s.
     """
 
     arc_qty: IntArray  # the plan's units per arc (the usage is of exactly this array)
