@@ -47,12 +47,17 @@ def test_plans_feasible_under_rules(instance) -> None:  # type: ignore[no-untype
     assert plan.lower_bound <= exact.objective + 1e-6 * max(1.0, abs(exact.objective))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_bound_below_exact_optimum_on_generated(seed: int) -> None:
-    problem = generated(120, 8, 60, seed=seed)
+@pytest.fixture(scope="module", params=[0, 1])
+def solved_generated(request: pytest.FixtureRequest) -> tuple:  # type: ignore[type-arg]
+    """A generated instance, its exact optimum and the decomposition's result."""
+    problem = generated(120, 8, 60, seed=request.param)
     exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
     assert exact.optimal
-    res = solve_decomposed(problem)
+    return problem, exact, solve_decomposed(problem)
+
+
+def test_bound_below_exact_optimum_on_generated(solved_generated) -> None:  # type: ignore[no-untyped-def]
+    problem, exact, res = solved_generated
     assert not check_feasible(problem, res.solution)
     assert res.lower_bound <= exact.objective + 1e-6 * abs(exact.objective)
     assert res.cost >= exact.objective - 1e-6 * abs(exact.objective)
@@ -348,12 +353,8 @@ def test_dive_rounds_the_master_towards_integral(monkeypatch: pytest.MonkeyPatch
     assert res.lower_bound <= res.cost + 1e-6
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_prove_from_a_decomposition_plan_reaches_the_exact_optimum(seed: int) -> None:
-    problem = generated(120, 8, 60, seed=seed)
-    exact = solve_exact(problem, mip_gap=0.0, time_limit=60)
-    assert exact.optimal
-    res = solve_decomposed(problem)
+def test_prove_from_a_decomposition_plan_reaches_the_exact_optimum(solved_generated) -> None:  # type: ignore[no-untyped-def]
+    problem, exact, res = solved_generated
     proof = prove(problem, res.solution, res.cost)
     assert proof.optimal
     assert proof.cost == pytest.approx(exact.objective, rel=1e-6)
