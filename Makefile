@@ -31,11 +31,12 @@ unit: install
 
 test: lint typecheck unit
 
+# -s: the benchmarks print their tables (cost, bound, gap, ratios) as they go.
 bench: install
-	$(BIN)/pytest benchmarks -m "not large" --benchmark-columns=min,mean,max,rounds -p no:randomly
+	$(BIN)/pytest benchmarks -s -m "not large" --benchmark-columns=min,mean,max,rounds -p no:randomly
 
 bench-large: install
-	$(BIN)/pytest benchmarks -m large --benchmark-columns=min,mean,max,rounds
+	$(BIN)/pytest benchmarks -s -m large --benchmark-columns=min,mean,max,rounds -p no:randomly
 
 notebooks: install
 	$(BIN)/jupytext --to ipynb notebooks/*.py
