@@ -297,6 +297,27 @@ def test_greedy_completion_and_moves_stop_at_their_deadline() -> None:
     assert evaluate(problem, moved).total <= evaluate(problem, on_time).total + 1e-9
 
 
+def test_moves_do_not_start_a_round_expected_to_end_after_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A round is expected to take MOVE_SECONDS_PER_ORDER per order: with an hour per order and
+    # a minute left, no round starts; with a microsecond per order, the same call moves orders.
+    import allocator.solvers._primal as primal
+    from allocator.solvers.greedy import greedy_baseline
+
+    problem = generated(300, 10, 120, seed=4)
+    coupling = coupling_rows(problem)
+    start = greedy_baseline(problem).solution  # moves improve it (7,629.75 -> 7,610.75)
+    monkeypatch.setattr(primal, "MOVE_SECONDS_PER_ORDER", 3600.0)
+    held = primal.improve_moves(problem, coupling, start, deadline=time.perf_counter() + 60)
+    assert np.array_equal(held.arc_qty, start.arc_qty)
+    monkeypatch.setattr(primal, "MOVE_SECONDS_PER_ORDER", 1e-6)
+    moved = primal.improve_moves(problem, coupling, start, deadline=time.perf_counter() + 60)
+    assert not np.array_equal(moved.arc_qty, start.arc_qty)
+    assert check_feasible(problem, moved) == []
+    assert evaluate(problem, moved).total < evaluate(problem, start).total
+
+
 @pytest.mark.parametrize("ship_complete", [False, True])
 def test_greedy_completion_trims_a_pattern_its_own_lines_overfill(ship_complete: bool) -> None:
     # Each arc fits the unit capacity (1) on its own, the order's two lines together do not:

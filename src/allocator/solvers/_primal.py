@@ -37,6 +37,11 @@ BoolArray = npt.NDArray[np.bool_]
 _EPS = 1e-9
 
 
+#: Estimated seconds per order of a first round of :func:`improve_moves` (measured on two
+#: cores: 50-70 microseconds per order at 10,000 orders; the estimate is the low end).
+MOVE_SECONDS_PER_ORDER = 5e-5
+
+
 def usage_of(
     coupling: Coupling, problem: Problem, arc_qty: IntArray
 ) -> tuple[FloatArray, FloatArray]:
@@ -281,16 +286,21 @@ def improve_moves(
 ) -> Solution:
     """Best-response moves: each order re-picks its cheapest pattern beside all the others.
 
-    Improving moves are applied together, best improvement first, as long as they fit. No
-    round starts after ``deadline`` (a :func:`time.perf_counter` time).
+    Improving moves are applied together, best improvement first, as long as they fit. A round
+    starts only if it is expected to end by ``deadline`` (a :func:`time.perf_counter` time):
+    the first is estimated at :data:`MOVE_SECONDS_PER_ORDER` per order, the others at the
+    previous round's time (10,000 orders, 10 s limit: a round started 0.1 s before the deadline
+    had ended 0.6 s after it).
     """
     p = problem
     current = solution
     candidates = np.arange(p.n_orders) if orders is None else np.unique(orders)
     no_price_u = np.zeros(coupling.n_unit)
     no_price_s = np.zeros(coupling.n_ship)
+    expected = MOVE_SECONDS_PER_ORDER * len(candidates)
     for _ in range(rounds):
-        if time.perf_counter() >= deadline:
+        started = time.perf_counter()
+        if started + expected > deadline:
             break
         unit_used, ship_used = usage_of(coupling, p, current.arc_qty)
         unit_left = coupling.unit_bound - unit_used
@@ -335,6 +345,7 @@ def improve_moves(
         sel = _select(new, moving)
         np.add.at(arc_qty, sel.arc, sel.qty)
         current = plan_from_arc_qty(p, arc_qty)
+        expected = time.perf_counter() - started
     return current
 
 
