@@ -97,9 +97,14 @@ NEIGHBOURHOOD_SECONDS = 5.0
 #: The same for a group around an order the plan leaves short (most solve in well under 1 s; a
 #: few of 150 orders ran to any limit without gain).
 RESCUE_SECONDS = 2.0
-#: Under a time limit, no neighbourhood starts with less than this left: building its MILP
-#: and HiGHS's own overrun had ended 1,000-order runs 0.1-0.2 s past a 5 s limit.
+#: Under a time limit, no neighbourhood starts with less than this left, plus
+#: :data:`FINISH_SECONDS_PER_ARC` per arc: building its MILP and HiGHS's own overrun had ended
+#: 1,000-order runs 0.1-0.2 s past a 5 s limit.
 MIN_NEIGHBOURHOOD_SECONDS = 0.1
+#: Seconds per arc kept for work that ends a step and cannot be cut (pricing and checking the
+#: plan): 100,000 orders (9.4 million arcs) had ended 0.3 s past the limit in the search and
+#: 0.2 s more in pricing and checking the result.
+FINISH_SECONDS_PER_ARC = 3e-8
 #: Most passes of the one-unit-order flow and moves after the greedy completion.
 FLOW_PASSES = 4
 #: Expected seconds of one flow-and-moves pass per arc of the one-unit orders, before one is
@@ -568,9 +573,11 @@ def solve_decomposed(
 
     rng = np.random.default_rng(seed)
 
+    reserve = MIN_NEIGHBOURHOOD_SECONDS + FINISH_SECONDS_PER_ARC * p.n_arcs
+
     def done() -> bool:
         # A neighbourhood needs a moment to build and solve: none starts in the last one.
-        return left() <= MIN_NEIGHBOURHOOD_SECONDS or _gap(incumbent_cost, best_bound) <= gap_target
+        return left() <= reserve or _gap(incumbent_cost, best_bound) <= gap_target
 
     # ---- neighbourhood search: three kinds take turns, one pass each, while any gains ----
     # A rescue pass re-sources, with the full MILP, each order the plan leaves short together
@@ -621,7 +628,7 @@ def solve_decomposed(
                 budget = None
                 if math.isfinite(deadline):
                     cap = RESCUE_SECONDS if kind == "rescue" else NEIGHBOURHOOD_SECONDS
-                    budget = max(0.01, min(left(), cap))
+                    budget = max(0.01, min(left() - reserve, cap))
                 if kind == "patterns":
                     incumbent, gain = improve_with_patterns(
                         p,
@@ -1032,11 +1039,14 @@ def optimize(
             progress=progress,
         )
         plain_bound = first.lower_bound
+    # Pricing and checking the plan afterwards take their time too (a few tenths of a second
+    # at millions of arcs): the search ends that much earlier.
+    finish = min(0.05 * (time_limit or 0.0), FINISH_SECONDS_PER_ARC * problem.n_arcs)
     res = solve_decomposed(
         problem,
         time_limit=None
         if time_limit is None
-        else max(0.01, time_limit - (time.perf_counter() - t0)),
+        else max(0.01, time_limit - finish - (time.perf_counter() - t0)),
         seed=seed,
         executor=executor,
         warm_start=start,
