@@ -653,8 +653,12 @@ def solve_decomposed(
                         seed=seed,
                     )
                 if gain > 0:
+                    # The sub-MILP's gain is the plan's (costs are per order); pricing the whole
+                    # plan after each gain had taken 0.13 s a time on 9.4 million arcs.
                     gained += gain
-                    incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
+                    incumbent_cost -= gain
+            if gained > 0:
+                incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
             passes[kind] += 1
             _log(
                 history,
