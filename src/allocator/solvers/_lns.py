@@ -26,7 +26,7 @@ from allocator.solvers._columns import (
     plan_from_arc_qty,
     select_patterns,
 )
-from allocator.solvers._lp import HighsHandle
+from allocator.solvers._lp import HighsHandle, solve_model
 from allocator.solvers._restrict import Restricted, record_change, restrict
 from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 from allocator.solvers.lagrangian import Coupling
@@ -78,15 +78,7 @@ def improve_neighbourhood(
     current = _sub_solution(problem, sub, solution)
     start = milp_values(sp_, model, current)
     current_cost = float(model.objective @ start)
-    handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
-    handle.add_columns(model.objective, model.upper, model.matrix.tocsc())
-    res = handle.solve_mip(
-        model.integer,
-        time_limit=time_limit,
-        gap=1e-6,
-        start=start,
-        node_limit=node_limit,
-    )
+    res = solve_model(model, start, time_limit=time_limit, node_limit=node_limit, seed=seed)
     if res.x is None or not res.objective < current_cost - 1e-6 * max(1.0, abs(current_cost)):
         return solution, 0.0
     better = solution_from_values(sp_, model, res.x)

@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from allocator.solvers.exact import _quiet_native_stdout
+from allocator.solvers.exact import MilpModel, _quiet_native_stdout
 
-__all__ = ["HighsHandle", "LpResult"]
+__all__ = ["HighsHandle", "LpResult", "solve_model"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -318,3 +318,21 @@ class HighsHandle:
         if (~eq).any():
             duals[~eq] = res.ineqlin.marginals
         return LpResult("optimal", float(res.fun), float(res.fun), res.x, duals)
+
+
+def solve_model(
+    model: MilpModel,
+    start: FloatArray,
+    *,
+    time_limit: float | None = None,
+    gap: float = 1e-6,
+    node_limit: int | None = None,
+    seed: int = 0,
+) -> LpResult:
+    """Solve a sourcing MILP (:func:`~allocator.solvers.exact.build_milp`) with HiGHS from the
+    feasible values ``start``, single-threaded."""
+    handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
+    handle.add_columns(model.objective, model.upper, model.matrix.tocsc())
+    return handle.solve_mip(
+        model.integer, time_limit=time_limit, gap=gap, start=start, node_limit=node_limit
+    )

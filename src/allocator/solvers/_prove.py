@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from allocator.plan import Solution
 from allocator.problem import Problem
-from allocator.solvers._lp import HighsHandle
+from allocator.solvers._lp import solve_model
 from allocator.solvers.exact import build_milp, milp_values, solution_from_values
 
 __all__ = ["ProofResult", "prove"]
@@ -75,10 +75,8 @@ def prove(
     model = build_milp(p)
     if model.n_vars == 0:
         return ProofResult(None, incumbent_cost, incumbent_cost, True)
-    handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
-    handle.add_columns(model.objective, model.upper, model.matrix.tocsc())
     start = milp_values(p, model, incumbent)
-    res = handle.solve_mip(model.integer, time_limit=time_limit, gap=gap, start=start)
+    res = solve_model(model, start, time_limit=time_limit, gap=gap, seed=seed)
     solution = None
     cost = incumbent_cost
     if res.x is not None and res.objective < incumbent_cost:
