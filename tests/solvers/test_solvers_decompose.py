@@ -243,6 +243,21 @@ def test_bound_cut_short_is_priced_at_the_last_master_duals() -> None:
     assert short.lower_bound <= exact.objective + 1e-6 * abs(exact.objective)
 
 
+def test_a_bound_only_run_spends_its_time_on_the_bound() -> None:
+    # primal=False (the plain bound of a run with change penalties): no neighbourhood pass may
+    # run on the empty plan, and column generation may use the whole limit (it used to stop
+    # at half of it and hand the rest to rescue groups around every order of the empty plan).
+    problem = generated(600, 12, 200, seed=5)
+    res = solve_decomposed(problem, primal=False)
+    assert {h.get("phase") for h in res.history} <= {None, "repair"}
+    assert res.solution.arc_qty.sum() == 0
+    assert res.rounds > 2
+    timed = solve_decomposed(problem, primal=False, time_limit=60.0, cg_share=1e-3)
+    assert {h.get("phase") for h in timed.history} <= {None, "repair"}
+    assert timed.rounds == res.rounds  # converged, not cut at 0.06 s
+    assert timed.lower_bound == pytest.approx(res.lower_bound, rel=1e-9)
+
+
 def test_first_master_starts_at_or_below_the_greedy_plan() -> None:
     # The greedy baseline's patterns are in the first master, so its LP cannot be dearer
     # (without them, and without alternatives, this one's first LP is 7,838 against 5,375).

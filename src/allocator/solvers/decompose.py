@@ -321,11 +321,12 @@ def solve_decomposed(
         bound and plan then refer to that scaled problem).
     cg_share
         With a time limit, the share of it that column generation may use before the plan is
-        built (when it has not converged earlier).
+        built (when it has not converged earlier; all of it when ``primal`` is false).
     partition_arcs
         Target arcs per partition of orders (the unit of parallel work).
     primal
-        Build a plan (``False``: only the bound and prices; the plan is then a plain greedy one).
+        Build a plan (``False``: only the bound and prices; the plan returned is then the
+        empty one, every order waiting or rejected).
     pattern_passes, pattern_size, pattern_nodes
         Passes of re-choosing pooled patterns on neighbourhoods, orders per neighbourhood, and
         the node limit of each set-partitioning MILP.
@@ -418,7 +419,9 @@ def solve_decomposed(
     rounds = 0
     last_lp_seconds = 0.0
     alpha = 0.5
-    cg_deadline = t0 + cg_share * time_limit if time_limit is not None else math.inf
+    # Without a plan to build, column generation may use the whole limit.
+    share = cg_share if primal else 1.0
+    cg_deadline = t0 + share * time_limit if time_limit is not None else math.inf
     for rounds in range(1, max_rounds + 1):
         if left() <= 0:
             stopped_by_time = True
@@ -504,7 +507,7 @@ def solve_decomposed(
     candidate = None
     fractional = np.zeros(0, np.int64)
     if not primal:
-        pattern_passes = lns_passes = 0
+        pattern_passes = lns_passes = rescue_passes = 0
     if primal and x is not None and left() > 0:
         pool = master.pool.all()
         xs = np.concatenate([x, np.zeros(pool.n - len(x))])
