@@ -137,7 +137,7 @@ def _group_usage(
         only = np.zeros(p.n_arcs, np.int64)
         only[arcs] = arc_qty[arcs]
         limits = p.limit_usage(only)
-    return keys.astype(np.int64), stock, units, pair_units, ships.astype(np.float64), limits
+    return keys, stock, units, pair_units, ships.astype(np.float64), limits
 
 
 def record_change(problem: Problem, old: IntArray, new: IntArray, orders: IntArray) -> None:
