@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from solvers_support import generated
 from allocator import compile_problem
 from allocator.plan import Solution
 from allocator.solvers import _restrict
+from allocator.solvers._columns import pattern_cost, patterns_of_solution
 from allocator.solvers._lns import improve_neighbourhood, neighbourhoods, order_links
 from allocator.solvers._lp import _HAVE_CORE, HighsHandle
 from allocator.solvers._restrict import plan_usage, restrict
@@ -182,3 +184,46 @@ def test_usage_follows_the_improved_plans() -> None:
         expected = _residual_from_scratch(problem, free, plan.arc_qty)[0]
         _assert_stock_matches(problem, sub.atp, free, expected)
     assert gains > 0  # the derivation was exercised
+
+
+def _fractional_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every MILP "stop at its time limit" holding half of each column: a point that
+    rounds to more units than a line has, at a lower objective than any plan."""
+    from allocator.solvers import _lp
+
+    def cut_short(self, integer, **_):  # type: ignore[no-untyped-def]
+        x = np.full(self._n_cols, 0.5)
+        return _lp.LpResult("time_limit", -1e9, -math.inf, x, None)
+
+    monkeypatch.setattr(_lp.HighsHandle, "solve_mip", cut_short)
+
+
+def test_a_milp_cut_short_on_a_point_that_is_no_plan_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from allocator.plan import check_feasible
+    from allocator.solvers._lns import improve_with_patterns
+    from allocator.solvers._lp import is_plan, solve_model
+    from allocator.solvers.decompose import solve_decomposed
+    from allocator.solvers.exact import build_milp, milp_values
+
+    problem = generated(150, 8, 60, seed=4)
+    res = solve_decomposed(problem, rescue_passes=0, pattern_passes=0, lns_passes=0)
+    plan = res.solution
+    model = build_milp(problem)
+    assert is_plan(model, milp_values(problem, model, plan))
+    assert not is_plan(model, np.full(model.n_vars, 0.5))
+    _fractional_result(monkeypatch)
+    assert solve_model(model, milp_values(problem, model, plan)).x is None
+    orders = np.arange(40)
+    again, gain = improve_neighbourhood(problem, plan, orders)
+    assert gain == 0.0
+    assert again is plan
+    coupling = coupling_rows(problem)
+    pool = patterns_of_solution(problem, plan, np.arange(problem.n_orders))
+    again, gain = improve_with_patterns(
+        problem, coupling, pool, pattern_cost(problem, pool, None), plan, orders
+    )
+    assert gain == 0.0
+    assert again is plan
+    assert not check_feasible(problem, again)

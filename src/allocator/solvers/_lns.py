@@ -323,7 +323,10 @@ def improve_with_patterns(
     )
     if res.x is None or not res.objective < before - 1e-6 * max(1.0, abs(before)):
         return solution, 0.0
-    chosen = select_patterns(batch, np.flatnonzero(res.x > 0.5))
+    picked = np.flatnonzero(res.x > 0.5)
+    if not np.array_equal(np.sort(batch.order[picked]), free_orders):
+        return solution, 0.0  # not one pattern per order: not a plan (the MILP was cut short)
+    chosen = select_patterns(batch, picked)
     arc_qty = np.where(free[p.line_order[p.arc_line]], 0, solution.arc_qty).astype(np.int64)
     np.add.at(arc_qty, chosen.arc, chosen.qty)
     return plan_from_arc_qty(p, arc_qty), before - res.objective

@@ -21,9 +21,12 @@ import scipy.sparse as sp
 
 from allocator.solvers.exact import MilpModel, _quiet_native_stdout
 
-__all__ = ["HighsHandle", "LpResult", "solve_model"]
+__all__ = ["HighsHandle", "LpResult", "is_plan", "solve_model"]
 
 FloatArray = npt.NDArray[np.float64]
+
+#: HiGHS's primal solution status of a feasible point (0: none, 1: an infeasible point).
+_FEASIBLE = 2
 
 try:  # pragma: no cover - depends on the SciPy build
     from scipy.optimize._highspy import _core as _hc
@@ -248,8 +251,11 @@ class HighsHandle:
         }.get(status, "other")
         info = highs.getInfo()
         sol = highs.getSolution()
+        # A MIP stopped early may hold a point that is not a plan (primal status 1, "infeasible":
+        # at 100,000 orders a rescue MILP cut short by its time limit returned fractional
+        # values whose rounding shipped 3 units on a 2-unit line). Only a feasible one counts.
         has_x = bool(getattr(sol, "value_valid", False)) and (
-            name == "optimal" or (mip and info.primal_solution_status >= 1)
+            name == "optimal" or (mip and info.primal_solution_status == _FEASIBLE)
         )
         x = np.asarray(sol.col_value, dtype=np.float64) if has_x else None
         objective = float(info.objective_function_value) if has_x else math.inf
@@ -333,6 +339,21 @@ def solve_model(
     feasible values ``start``, single-threaded."""
     handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
     handle.add_columns(model.objective, model.upper, model.matrix.tocsc())
-    return handle.solve_mip(
+    res = handle.solve_mip(
         model.integer, time_limit=time_limit, gap=gap, start=start, node_limit=node_limit
     )
+    if res.x is not None and not is_plan(model, res.x):
+        return LpResult(res.status, math.inf, res.bound, None, None)
+    return res
+
+
+def is_plan(model: MilpModel, x: FloatArray, tol: float = 1e-6) -> bool:
+    """Whether ``x`` is integral where it must be and within the rows and bounds (to ``tol``)."""
+    integer = model.integer
+    if np.any(np.abs(x[integer] - np.rint(x[integer])) > tol):
+        return False
+    if np.any(x < model.lower - tol) or np.any(x > model.upper + tol):
+        return False
+    rows = model.matrix @ x
+    scale = tol * np.maximum(1.0, np.abs(rows))
+    return bool(np.all(rows >= model.row_lower - scale) and np.all(rows <= model.row_upper + scale))
