@@ -639,9 +639,15 @@ def _dp_order(
     weights = np.concatenate([[1], np.cumprod(radix[:-1])]).astype(np.int64)
     rem = (np.arange(n_states)[:, None] // weights[None, :]) % radix[None, :]
     tables = []
+    # The transitions depend on a location's caps only, and many locations of an order have
+    # the same ones: computed once per distinct caps vector (the dynamic programme was half of
+    # a pricing round at 10,000 orders).
+    ships: dict[bytes, IntArray] = {}
+    steps: dict[bytes, tuple[IntArray, IntArray, IntArray]] = {}
     work = 0
+    arc_pair = b.arc_pair[arcs_all]
     for pair in pairs.tolist():
-        a = arcs_all[b.arc_pair[arcs_all] == pair]
+        a = arcs_all[arc_pair == pair]
         a = a[(gain[a] > 0) & (cap[a] > 0)]
         caps = np.zeros(n_lines, np.int64)
         costs = np.zeros(n_lines)
@@ -650,22 +656,28 @@ def _dp_order(
         caps[k] = cap[a]
         costs[k] = unit_cost[a]
         arc_of[k] = a
-        grids = np.meshgrid(*[np.arange(c + 1) for c in caps.tolist()], indexing="ij")
-        ship = np.stack(grids, -1).reshape(-1, n_lines)[1:]
-        tables.append((float(fixed[pair]), ship, ship @ costs, ship @ weights, arc_of))
+        key = caps.tobytes()
+        if key not in ships:
+            grids = np.meshgrid(*[np.arange(c + 1) for c in caps.tolist()], indexing="ij")
+            ships[key] = np.stack(grids, -1).reshape(-1, n_lines)[1:]
+        ship = ships[key]
+        tables.append((float(fixed[pair]), ship @ costs, key, arc_of))
         work += len(ship) * n_states
         if work > max_work:
             return None
     value = np.full(n_states, np.inf)
     value[n_states - 1] = 0.0  # everything still to place
     moves = []
-    for f, ship, ship_cost, ship_index, _ in tables:
-        # (ship vectors x states): ship w from state s lands in state s - index(w).
-        valid = np.all(rem[None, :, :] >= ship[:, None, :], axis=2)
-        cand = np.where(valid, value[None, :] + f + ship_cost[:, None], np.inf)
+    for f, ship_cost, key, _ in tables:
+        ship = ships[key]
+        if key not in steps:
+            # (ship vectors x states): ship w from state s lands in state s - index(w).
+            valid = np.all(rem[None, :, :] >= ship[:, None, :], axis=2)
+            w_idx, s_idx = np.nonzero(valid)
+            steps[key] = (w_idx, s_idx, s_idx - (ship @ weights)[w_idx])
+        w_idx, s_idx, dest = steps[key]
         landed = np.full((len(ship), n_states), np.inf)
-        w_idx, s_idx = np.nonzero(valid)
-        landed[w_idx, s_idx - ship_index[w_idx]] = cand[w_idx, s_idx]
+        landed[w_idx, dest] = value[s_idx] + f + ship_cost[w_idx]
         best_w = np.argmin(landed, axis=0)
         best = landed[best_w, np.arange(n_states)]
         better = best < value
@@ -683,7 +695,9 @@ def _dp_order(
         w = int(moves[t][state])
         if w < 0:
             continue
-        _, ship, _, ship_index, arc_of = tables[t]
+        _, _, key, arc_of = tables[t]
+        ship = ships[key]
+        ship_index = ship @ weights
         for k in np.flatnonzero(ship[w]).tolist():
             arcs_out.append(int(arc_of[k]))
             qty_out.append(int(ship[w][k]))

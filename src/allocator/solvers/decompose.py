@@ -15,11 +15,15 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    The master's columns are bounded by 1 (implied by the convexity rows): a re-solve after
    new columns then warm-starts the dual simplex by bound flips, about four times faster on
    10,000 orders than with unbounded columns.
-2. **Primal plans**. A dive rounds the master first: columns of weight at least one half are
-   fixed (while their stock fits) and the LP is re-solved, a few times. Orders whose master
-   column is then integral and ships something keep it; the others (those left waiting
-   included, ranked last) are placed by a priced greedy completion against the residual
-   stock (:mod:`._primal`), then best-response moves polish the plan, alternated with an
+   Above :data:`ASCENT_ORDERS` orders the prices come instead from an ascent on the Lagrangian
+   restricted to the pooled patterns (:mod:`._ascent`), with no LP at all: one master LP solve
+   took about 40 s at 100,000 orders, and the bound there had stayed at its zero-price value.
+2. **Primal plans**. With the master LP, a dive rounds the master first: columns of weight at
+   least one half are fixed (while their stock fits) and the LP is re-solved, a few times.
+   Orders whose master column is then integral and ships something keep it; the others (those
+   left waiting included, ranked last) are placed by a priced greedy completion against the
+   residual stock (:mod:`._primal`). With the ascent, the plan starts the same way from the
+   ascent's pattern weights instead (:func:`._ascent.plan_from_weights`). Then best-response moves polish the plan, alternated with an
    exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the
    chains of moves that serve one more unit of scarce stock).
    With time left, neighbourhoods are re-solved exactly, in turns: each order the plan leaves
@@ -27,9 +31,11 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    contested orders by set partitioning over the pooled patterns; and linked orders as MILPs
    of the full model (fix-and-solve).
 
-Measured choices (``benchmarks/RESULTS.md``): plain subgradient steps improved the bound by only
-a few tenths of a percent in 150 rounds on the 1,000-order instance, where column generation
-converged to the pattern LP in 8 rounds; a restricted master MILP over the generated columns
+Measured choices (``benchmarks/RESULTS.md``): plain subgradient steps on the exact Lagrangian
+(one pricing of every order per step) improved the bound by only a few tenths of a percent in
+150 rounds on the 1,000-order instance, where column generation converged to the pattern LP in
+8 rounds (the ascent takes its hundreds of steps on the pooled patterns, where a step costs a
+sparse product, and prices every order once per round); a restricted master MILP over the generated columns
 alone was 1-17 % above the best plan (the columns that make an integer plan are rarely
 generated at the LP optimum), so primal plans come from priced completion and fix-and-solve.
 
@@ -46,7 +52,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -412,7 +418,19 @@ def solve_decomposed(
     master.add(empties, empty_cost(p))
 
     zero_u, zero_s = np.zeros(coupling.n_unit), np.zeros(coupling.n_ship)
-    first = _price_all(runner, blocks, p.n_orders, zero_u, zero_s, alternatives)
+    greedy: Future[Solution] | None = None
+    if primal and executor is not None:
+        # The greedy baseline (below) is built in a thread of this process while the workers
+        # price at zero prices and this process only waits for them (100,000 orders: 11.8 s
+        # and 5.4 s); the plan does not depend on it.
+        from allocator.solvers.greedy import greedy_baseline
+
+        with ThreadPoolExecutor(1) as thread:
+            greedy = thread.submit(lambda: greedy_baseline(p).solution)
+            first = _price_all(runner, blocks, p.n_orders, zero_u, zero_s, alternatives)
+            greedy.result()
+    else:
+        first = _price_all(runner, blocks, p.n_orders, zero_u, zero_s, alternatives)
     best_bound = float(first.value.sum())
     center_u, center_s = zero_u, zero_s
     served = np.diff(first.best.ptr) > 0
@@ -426,7 +444,7 @@ def solve_decomposed(
         # The greedy baseline is the floor: the result is never worse than it.
         from allocator.solvers.greedy import greedy_baseline
 
-        incumbent = greedy_baseline(p).solution
+        incumbent = greedy.result() if greedy is not None else greedy_baseline(p).solution
         incumbent_cost = evaluate_with_extra(p, incumbent, pair_extra_cost)
         # Its patterns go into the first master where they differ from the orders' cheapest
         # ones: the master then starts at or below the greedy plan (100,000 orders: first
@@ -646,12 +664,13 @@ def solve_decomposed(
     if candidate_cost < incumbent_cost:
         incumbent, incumbent_cost = candidate, candidate_cost
     assert incumbent is not None
-    _log(
-        history,
-        on_round,
-        bar,
-        _record(len(history) + 1, lp_value, best_bound, incumbent_cost, t0, "repair"),
-    )
+    if primal:  # a bound-only run builds no plan: nothing to report as one
+        _log(
+            history,
+            on_round,
+            bar,
+            _record(len(history) + 1, lp_value, best_bound, incumbent_cost, t0, "repair"),
+        )
 
     rng = np.random.default_rng(seed)
 

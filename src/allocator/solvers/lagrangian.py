@@ -122,18 +122,20 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
     # Stock per (location, SKU), where the arcs could take more than the ATP.
     key = p.arc_location * n_sku + p.arc_sku()
     if p.n_arcs:
-        uniq, inverse = np.unique(key, return_inverse=True)
-        demand = np.bincount(inverse, weights=cap)
-        binding = demand > scale * p.atp.ravel()[uniq]
-        row_of = np.cumsum(binding) - 1
-        sel = binding[inverse]
-        rows.append(n_rows + row_of[inverse[sel]])
+        # Counted over the dense (location, SKU) grid, which the ATP array already spans: no
+        # sort of the arcs' keys (1.5 s of 6.5 s at 9.4 million arcs).
+        demand = np.bincount(key, weights=cap, minlength=p.atp.size)
+        binding_key = demand > scale * p.atp.ravel()
+        uniq = np.flatnonzero(binding_key)
+        row_of = np.cumsum(binding_key) - 1
+        sel = binding_key[key]
+        rows.append(n_rows + row_of[key[sel]])
         cols.append(np.flatnonzero(sel))
-        bound.append(scale * p.atp.ravel()[uniq[binding]].astype(np.float64))
-        kind.append(np.zeros(int(binding.sum()), np.int64))
-        where.append((uniq[binding] // n_sku).astype(np.int64))
-        skus.append((uniq[binding] % n_sku).astype(np.int64))
-        n_rows += int(binding.sum())
+        bound.append(scale * p.atp.ravel()[uniq].astype(np.float64))
+        kind.append(np.zeros(len(uniq), np.int64))
+        where.append((uniq // n_sku).astype(np.int64))
+        skus.append((uniq % n_sku).astype(np.int64))
+        n_rows += len(uniq)
 
     # Units per location.
     loc_demand = np.bincount(p.arc_location, weights=cap, minlength=p.n_locations)
