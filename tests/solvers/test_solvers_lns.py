@@ -227,3 +227,47 @@ def test_a_milp_cut_short_on_a_point_that_is_no_plan_changes_nothing(
     assert gain == 0.0
     assert again is plan
     assert not check_feasible(problem, again)
+
+
+def test_units_off_a_vertex_are_moved_to_an_integral_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # HiGHS may return an incumbent whose (continuous) units are not at a vertex; rounding
+    # them shipped 1 + 1 + 1 units of a 2-unit line at 100,000 orders.
+    from allocator.solvers import _lp
+    from allocator.solvers.exact import build_milp, milp_values
+
+    problem = generated(150, 8, 60, seed=4)
+    plan = greedy_baseline(problem).solution
+    model = build_milp(problem)
+    ox, oy, ob, _ = model.offsets
+    exact = milp_values(problem, model, plan)
+    # A third of every shipped unit moved to backorder: feasible, units fractional.
+    shipped = np.bincount(
+        problem.arc_line[model.x_arcs], weights=exact[ox:oy], minlength=problem.n_lines
+    )
+    # Lines that may wait in part: a backorder column, an order neither ship-complete nor
+    # forbidden to wait.
+    order = problem.line_order[model.b_lines]
+    partial = problem.order_allow_backorder[order] & ~problem.order_ship_complete[order]
+    lines = model.b_lines[partial]
+    off = exact.copy()
+    off[ox:oy] *= np.where(np.isin(problem.arc_line[model.x_arcs], lines), 2.0 / 3.0, 1.0)
+    off[ob + np.flatnonzero(partial)] += shipped[lines] / 3.0
+    assert _lp.is_plan(model, off)
+    assert np.abs(off[ox:oy] - np.rint(off[ox:oy])).max() > 0.1
+    original = _lp.HighsHandle.solve_mip
+    calls = []
+
+    def first_off_vertex(self, integer, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            return _lp.LpResult("time_limit", float(model.objective @ off), -math.inf, off, None)
+        return original(self, integer, **kw)
+
+    monkeypatch.setattr(_lp.HighsHandle, "solve_mip", first_off_vertex)
+    res = _lp.solve_model(model, exact)
+    assert res.x is not None
+    assert np.abs(res.x[ox:oy] - np.rint(res.x[ox:oy])).max() <= 1e-6
+    assert _lp.is_plan(model, res.x)
+    assert res.objective <= model.objective @ off + 1e-6
+    integer = np.flatnonzero(model.integer)
+    assert np.array_equal(np.rint(res.x[integer]), np.rint(off[integer]))

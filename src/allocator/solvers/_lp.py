@@ -251,9 +251,8 @@ class HighsHandle:
         }.get(status, "other")
         info = highs.getInfo()
         sol = highs.getSolution()
-        # A MIP stopped early may hold a point that is not a plan (primal status 1, "infeasible":
-        # at 100,000 orders a rescue MILP cut short by its time limit returned fractional
-        # values whose rounding shipped 3 units on a 2-unit line). Only a feasible one counts.
+        # A MIP stopped early may hold a point that is not a plan (primal status 1,
+        # "infeasible"); only a feasible one counts.
         has_x = bool(getattr(sol, "value_valid", False)) and (
             name == "optimal" or (mip and info.primal_solution_status == _FEASIBLE)
         )
@@ -342,9 +341,40 @@ def solve_model(
     res = handle.solve_mip(
         model.integer, time_limit=time_limit, gap=gap, start=start, node_limit=node_limit
     )
+    if res.x is not None:
+        res = _integral_units(handle, model, res)
     if res.x is not None and not is_plan(model, res.x):
         return LpResult(res.status, math.inf, res.bound, None, None)
     return res
+
+
+def _integral_units(handle: HighsHandle, model: MilpModel, res: LpResult) -> LpResult:
+    """Move a MIP solution's units (continuous in the model) to an integral vertex.
+
+    HiGHS may return an incumbent whose units are not at a vertex, above all one found by a
+    heuristic before a time limit: rounding them had shipped 1 + 1 + 1 units of a 2-unit line
+    (0.67 on each of three arcs) in a rescue group at 100,000 orders. With the integer columns
+    fixed the unit polytope is integral (:func:`~allocator.solvers.exact.build_milp`), so
+    re-solving with every integer column fixed and the units integer is a tiny, LP-easy problem
+    that never costs more.
+    """
+    assert res.x is not None
+    ox, oy, _, _ = model.offsets
+    units = res.x[ox:oy]
+    if len(units) == 0 or np.abs(units - np.rint(units)).max() <= 1e-6:
+        return res
+    fixed = np.flatnonzero(model.integer)
+    values = np.rint(res.x[fixed])
+    for value in np.unique(values).tolist():
+        handle.set_column_bounds(fixed[values == value], value, value)
+    integer = model.integer.copy()
+    integer[ox:oy] = True
+    repaired = handle.solve_mip(integer, gap=0.0)
+    if repaired.x is None or repaired.objective > res.objective + 1e-6 * max(
+        1.0, abs(res.objective)
+    ):  # pragma: no cover - the fixed problem contains the rounded-to-vertex solution
+        return LpResult(res.status, math.inf, res.bound, None, None)
+    return LpResult(res.status, repaired.objective, res.bound, repaired.x, None)
 
 
 def is_plan(model: MilpModel, x: FloatArray, tol: float = 1e-6) -> bool:
