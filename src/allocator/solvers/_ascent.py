@@ -24,8 +24,8 @@ built from it (:func:`plan_from_weights`).
 
 Measured on generated backlogs (seed 1, ``default`` rules, pool of two; ``benchmarks/RESULTS.md``):
 10,000 orders, bound 222,880 after 12.7 s (the pattern LP is 223,172; column generation with the
-master LP reached 222,581 in a 30 s run); 100,000 orders, 1,907,762 after 108 s, where two rounds
-of the master LP had left the zero-price value 1,771,780.
+master LP reached 222,581 in a 30 s run); 100,000 orders, 1,914,029 after five rounds (119 s),
+where two rounds of the master LP had left the zero-price value 1,771,780.
 """
 
 from __future__ import annotations
