@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 from solvers_support import generated
 
-from allocator import compile_problem
 from allocator.errors import InputError
 from allocator.parallel import BlockRunner
 from allocator.plan import check_feasible
@@ -21,7 +20,6 @@ from allocator.solvers._pricing import make_block
 from allocator.solvers.decompose import _price_all, _select, solve_decomposed
 from allocator.solvers.exact import solve_exact
 from allocator.solvers.lagrangian import coupling_rows
-from tests.helpers import brute_force, small_instances
 
 
 def _pool(problem, alternatives: int = 4):  # type: ignore[no-untyped-def]
@@ -147,18 +145,6 @@ def test_plan_from_any_weights_is_feasible(seed: int) -> None:
     prices = (rng.random(coupling.n_unit), rng.random(coupling.n_ship))
     plan = plan_from_weights(problem, coupling, pool, weights, prices)
     assert not check_feasible(problem, plan)
-
-
-@given(small_instances(max_lines=4))
-@settings(max_examples=40, deadline=None)
-def test_ascent_plans_feasible_and_bound_below_optimum(instance) -> None:  # type: ignore[no-untyped-def]
-    network, orders = instance
-    problem = compile_problem(network, orders)
-    res = solve_decomposed(problem, prices="ascent")
-    assert not check_feasible(problem, res.solution)
-    best, _ = brute_force(problem)
-    assert res.lower_bound <= best + 1e-6
-    assert res.cost >= best - 1e-6
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -32,6 +32,11 @@ def test_plans_feasible_and_bound_below_optimum(instance) -> None:  # type: igno
     assert plan.lower_bound <= best + 1e-6
     assert plan.lower_bound <= plan.cost.total + 1e-6
     assert plan.cost.total >= best - 1e-6
+    # The same with the prices of large problems (the ascent, no master LP).
+    ascent = solve_decomposed(problem, prices="ascent")
+    assert not check_feasible(problem, ascent.solution)
+    assert ascent.lower_bound <= best + 1e-6
+    assert ascent.cost >= best - 1e-6
 
 
 @given(instances(rules=rule_sets(strategy="optimize"), max_orders=4))

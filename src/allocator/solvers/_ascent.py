@@ -44,9 +44,8 @@ from allocator.solvers._columns import (
     PatternBatch,
     pattern_rows,
     select_patterns,
-    solution_from_patterns,
 )
-from allocator.solvers._primal import complete_greedy
+from allocator.solvers._primal import complete_from_patterns
 from allocator.solvers.lagrangian import Coupling
 
 __all__ = ["Ascent", "PatternDual", "ascend", "initial_step", "plan_from_weights"]
@@ -241,29 +240,18 @@ def plan_from_weights(
     heaviest[owner[ships]] = weight[ships]
     candidates = np.flatnonzero(ships & (weight >= threshold))
     candidates = candidates[np.lexsort((owner[candidates], -weight[candidates]))]
-    fixed = np.zeros(p.n_orders, bool)
-    committed = Solution.empty(p)
+    chosen = np.full(p.n_orders, -1, np.int64)
     if len(candidates):
         unit, ship = pattern_rows(p, coupling, select_patterns(pool, top[candidates]))
         keep = _fits_in_order(unit.tocsc(), coupling.unit_bound)
         keep &= _fits_in_order(ship.tocsc(), coupling.ship_bound)
-        chosen = np.zeros(p.n_orders, np.int64)
         chosen[owner[candidates[keep]]] = top[candidates[keep]]
-        fixed[owner[candidates[keep]]] = True
-        if fixed.any():
-            plan = solution_from_patterns(p, pool, chosen)
-            arc_qty = np.where(fixed[p.line_order[p.arc_line]], plan.arc_qty, 0)
-            committed = Solution(arc_qty, plan.line_backorder, plan.order_rejected)
-    pending = np.flatnonzero(~fixed)
-    ranked = np.lexsort((pending, -heaviest[pending]))
-    rank = np.empty(len(pending), np.int64)
-    rank[ranked] = np.arange(len(pending))
-    return complete_greedy(
+    return complete_from_patterns(
         p,
         coupling,
-        committed,
-        pending,
-        rank,
+        pool,
+        chosen,
+        heaviest,
         prices[0],
         prices[1],
         pair_extra=pair_extra,

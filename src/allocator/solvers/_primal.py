@@ -24,6 +24,7 @@ from allocator.solvers._columns import (
     pattern_cost,
     patterns_of_solution,
     plan_from_arc_qty,
+    solution_from_patterns,
 )
 from allocator.solvers._pricing import make_block, price_block
 from allocator.solvers.lagrangian import Coupling
@@ -229,6 +230,46 @@ def complete_greedy(
         ship_left = coupling.ship_bound - ship_used
         pending, rank = pending[~ok], rank[~ok]
     return plan_from_arc_qty(p, arc_qty)
+
+
+def complete_from_patterns(
+    problem: Problem,
+    coupling: Coupling,
+    pool: PatternBatch,
+    chosen: IntArray,
+    weight: FloatArray,
+    unit_price: FloatArray,
+    ship_price: FloatArray,
+    *,
+    pair_extra: FloatArray | None = None,
+    deadline: float = math.inf,
+) -> Solution:
+    """Keep the pooled pattern ``chosen[o]`` of each order that has one (``-1``: none; the kept
+    patterns must fit together) and place the other orders by :func:`complete_greedy`, the
+    heaviest ``weight`` first, then by index."""
+    p = problem
+    fixed = chosen >= 0
+    committed = Solution.empty(p)
+    if fixed.any():
+        # solution_from_patterns needs one pattern per order; mask out the unfixed ones.
+        plan = solution_from_patterns(p, pool, np.where(fixed, chosen, 0))
+        arc_qty = np.where(fixed[p.line_order[p.arc_line]], plan.arc_qty, 0)
+        committed = Solution(arc_qty, plan.line_backorder, plan.order_rejected)
+    pending = np.flatnonzero(~fixed)
+    ranked = np.lexsort((pending, -weight[pending]))
+    rank = np.empty(len(pending), np.int64)
+    rank[ranked] = np.arange(len(pending))
+    return complete_greedy(
+        p,
+        coupling,
+        committed,
+        pending,
+        rank,
+        unit_price,
+        ship_price,
+        pair_extra=pair_extra,
+        deadline=deadline,
+    )
 
 
 def _trim(

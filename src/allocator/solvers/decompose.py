@@ -72,7 +72,6 @@ from allocator.solvers._columns import (
     pattern_rows,
     patterns_of_solution,
     plan_from_arc_qty,
-    solution_from_patterns,
 )
 from allocator.solvers._flow import improve_single_units, single_unit_orders
 from allocator.solvers._lns import (
@@ -84,7 +83,7 @@ from allocator.solvers._lns import (
 )
 from allocator.solvers._lp import HighsHandle
 from allocator.solvers._pricing import OrderBlock, Priced, make_block, price_block
-from allocator.solvers._primal import complete_greedy, improve_moves
+from allocator.solvers._primal import complete_from_patterns, complete_greedy, improve_moves
 from allocator.solvers.lagrangian import Coupling, coupling_rows
 
 __all__ = ["DecomposeResult", "lagrangian_bound", "optimize", "solve_decomposed"]
@@ -578,12 +577,7 @@ def solve_decomposed(
             "added": float(added),
             "seconds": time.perf_counter() - t0,
         }
-        history.append(record)
-        if on_round is not None:
-            on_round(record)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(lp=f"{lp_value:.2f}", bound=f"{best_bound:.2f}")
+        log_round(record)
         gap_lp = (lp_value - best_bound) / max(abs(lp_value), 1e-9)
         if added == 0 or gap_lp <= gap_target:
             break
@@ -1107,30 +1101,16 @@ def _plan_from_master(
     integral = np.flatnonzero((x > 1 - 1e-6) & served)
     chosen = np.full(p.n_orders, -1, np.int64)
     chosen[pool.order[integral]] = integral
-    fixed = chosen >= 0
-    committed = (
-        solution_from_patterns(p, pool, np.where(fixed, chosen, 0))
-        if fixed.any()
-        else Solution.empty(p)
-    )
-    if fixed.any():
-        # solution_from_patterns needs one pattern per order; mask out the unfixed ones.
-        arc_qty = np.where(fixed[p.line_order[p.arc_line]], committed.arc_qty, 0)
-        committed = Solution(arc_qty, committed.line_backorder, committed.order_rejected)
-    pending = np.flatnonzero(~fixed)
-    # Rank pending orders by the largest master weight of a pattern that ships (the LP's
+    # The others are ranked by the largest master weight of a pattern that ships (the LP's
     # confidence in serving them), then index.
     weight = np.zeros(p.n_orders)
     np.maximum.at(weight, pool.order[served], x[served])
-    rank_order = np.lexsort((pending, -weight[pending]))
-    rank = np.empty(len(pending), np.int64)
-    rank[rank_order] = np.arange(len(pending))
-    return complete_greedy(
+    return complete_from_patterns(
         p,
         coupling,
-        committed,
-        pending,
-        rank,
+        pool,
+        chosen,
+        weight,
         duals[0],
         duals[1],
         pair_extra=pair_extra,
