@@ -31,6 +31,7 @@ where two rounds of the master LP had left the zero-price value 1,771,780.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +153,7 @@ def ascend(
     iterations: int,
     step: float,
     record: int = 0,
+    deadline: float = math.inf,
 ) -> Ascent:
     """Maximise the restricted Lagrangian from ``start`` (see the module docstring).
 
@@ -169,6 +171,9 @@ def ascend(
     record
         Over this many final iterations, count how often each pattern is its order's cheapest
         (returned as ``weights``, a share per pool pattern).
+    deadline
+        A :func:`time.perf_counter` time at which to stop early; the weights are then those of
+        the cheapest patterns at the best prices.
     """
     price = np.maximum(np.asarray(start, dtype=np.float64), 0.0)
     best_price, best_value = price, -math.inf
@@ -177,6 +182,11 @@ def ascend(
     weights = np.zeros(dual.pool.n) if record else None
     since = 0
     for it in range(iterations):
+        if time.perf_counter() >= deadline:
+            if weights is not None:
+                weights = np.zeros(dual.pool.n)
+                weights[dual.pool_index(dual.value(best_price)[2])] = 1.0
+            break
         value, _, chosen = dual.value(price)
         if weights is not None and it >= iterations - record:
             weights[dual.pool_index(chosen)] += 1.0 / record
