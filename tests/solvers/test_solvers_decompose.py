@@ -107,10 +107,10 @@ def test_same_plan_serial_and_process_pool(medium_problem) -> None:  # type: ign
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.parametrize("processes", [False, True])
-def test_same_plan_on_dask_local_cluster(medium_problem, processes: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("processes", "prices"), [(False, "lp"), (True, "lp"), (True, "ascent")])
+def test_same_plan_on_dask_local_cluster(medium_problem, processes: bool, prices: str) -> None:  # type: ignore[no-untyped-def]
     distributed = pytest.importorskip("distributed")
-    serial = solve_decomposed(medium_problem, partition_arcs=800, seed=3)
+    serial = solve_decomposed(medium_problem, partition_arcs=800, seed=3, prices=prices)
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=processes, dashboard_address=":0"
@@ -118,7 +118,11 @@ def test_same_plan_on_dask_local_cluster(medium_problem, processes: bool) -> Non
         distributed.Client(cluster) as client,
     ):
         on_dask = solve_decomposed(
-            medium_problem, partition_arcs=800, seed=3, executor=client.get_executor()
+            medium_problem,
+            partition_arcs=800,
+            seed=3,
+            executor=client.get_executor(),
+            prices=prices,
         )
     assert _plans_equal(serial.solution, on_dask.solution)
     assert serial.lower_bound == on_dask.lower_bound
