@@ -356,7 +356,8 @@ def _integral_units(handle: HighsHandle, model: MilpModel, res: LpResult) -> LpR
     (0.67 on each of three arcs) in a rescue group at 100,000 orders. With the integer columns
     fixed the unit polytope is integral (:func:`~allocator.solvers.exact.build_milp`), so
     re-solving with every integer column fixed and the units integer is a tiny, LP-easy problem
-    that never costs more.
+    that never costs more: the repair the exact solver makes on its OR-Tools model
+    (:func:`~allocator.solvers.exact._integral_units`), here on the HiGHS handle that solved.
     """
     assert res.x is not None
     ox, oy, _, _ = model.offsets

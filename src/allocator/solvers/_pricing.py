@@ -696,12 +696,11 @@ def _dp_order(
         if w < 0:
             continue
         _, _, key, arc_of = tables[t]
-        ship = ships[key]
-        ship_index = ship @ weights
-        for k in np.flatnonzero(ship[w]).tolist():
+        shipped = ships[key][w]
+        for k in np.flatnonzero(shipped).tolist():
             arcs_out.append(int(arc_of[k]))
-            qty_out.append(int(ship[w][k]))
-        state += int(ship_index[w])
+            qty_out.append(int(shipped[k]))
+        state += int(shipped @ weights)
     order = np.argsort(arcs_out)
     return total, np.asarray(arcs_out, np.int64)[order], np.asarray(qty_out, np.int64)[order]
 

@@ -123,7 +123,7 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
     key = p.arc_location * n_sku + p.arc_sku()
     if p.n_arcs:
         # Counted over the dense (location, SKU) grid, which the ATP array already spans: no
-        # sort of the arcs' keys (1.5 s of 6.5 s at 9.4 million arcs).
+        # sort of the arcs' keys (the whole function 3.8-5.6 s -> 0.6-1.2 s at 9.4 million arcs).
         demand = np.bincount(key, weights=cap, minlength=p.atp.size)
         binding_key = demand > scale * p.atp.ravel()
         uniq = np.flatnonzero(binding_key)
