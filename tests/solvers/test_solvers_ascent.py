@@ -5,17 +5,26 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 from solvers_support import generated
 
+from allocator import Network, Orders, compile_problem
 from allocator.errors import InputError
 from allocator.parallel import BlockRunner
 from allocator.plan import check_feasible
 from allocator.solvers._ascent import PatternDual, _fits_in_order, ascend, plan_from_weights
-from allocator.solvers._columns import PatternBatch, empty_cost, pattern_cost, pattern_rows
+from allocator.solvers._columns import (
+    PatternBatch,
+    empty_cost,
+    pattern_cost,
+    pattern_rows,
+    patterns_of_solution,
+    plan_from_arc_qty,
+)
 from allocator.solvers._pricing import make_block
 from allocator.solvers.decompose import _price_all, _select, solve_decomposed
 from allocator.solvers.exact import solve_exact
@@ -145,6 +154,47 @@ def test_plan_from_any_weights_is_feasible(seed: int) -> None:
     prices = (rng.random(coupling.n_unit), rng.random(coupling.n_ship))
     plan = plan_from_weights(problem, coupling, pool, weights, prices)
     assert not check_feasible(problem, plan)
+
+
+def test_plan_from_weights_gives_contested_stock_to_the_order_that_cannot_split() -> None:
+    # "flex" and "whole" both want A's two units of x in their heaviest pattern. "whole" must
+    # ship complete and only A has its y; "flex" can ship from B. Heaviest first (a tie, so by
+    # index) gave A to "flex" and left "whole" waiting; the regret order places both.
+    locations = pl.DataFrame(
+        {"location_id": ["A", "B"], "lat": [40.7, 41.9], "lon": [-74.0, -87.6]}
+    )
+    stock = pl.DataFrame(
+        {"location_id": ["A", "A", "B"], "sku": ["x", "y", "x"], "on_hand": [2, 1, 2]}
+    )
+    orders = pl.DataFrame(
+        {
+            "order_id": ["flex", "whole", "whole"],
+            "sku": ["x", "x", "y"],
+            "qty": [2, 2, 1],
+            "ship_complete": [False, True, True],
+            "lat": [40.7] * 3,
+            "lon": [-74.0] * 3,
+        }
+    )
+    problem = compile_problem(Network.from_frames(locations, stock), Orders.from_frame(orders))
+    assert problem.order_ids.tolist() == ["flex", "whole"]
+    coupling = coupling_rows(problem)
+    at_a = problem.arc_location == problem.location_ids.tolist().index("A")
+    both_at_a = np.where(at_a, problem.line_qty[problem.arc_line], 0).astype(np.int64)
+    pool = patterns_of_solution(
+        problem, plan_from_arc_qty(problem, both_at_a), np.arange(problem.n_orders)
+    )
+    no_prices = (np.zeros(coupling.n_unit), np.zeros(coupling.n_ship))
+    plan = plan_from_weights(problem, coupling, pool, np.ones(pool.n), no_prices)
+    assert not check_feasible(problem, plan)
+    assert plan.line_backorder.sum() == 0
+    where = problem.location_ids[problem.arc_location[plan.arc_qty > 0]]
+    owner = problem.order_ids[problem.line_order[problem.arc_line[plan.arc_qty > 0]]]
+    assert sorted(zip(owner.tolist(), where.tolist(), strict=True)) == [
+        ("flex", "B"),
+        ("whole", "A"),
+        ("whole", "A"),
+    ]
 
 
 @pytest.mark.parametrize("seed", [0, 1])

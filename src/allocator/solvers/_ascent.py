@@ -43,6 +43,8 @@ from allocator.problem import Problem
 from allocator.solvers._columns import (
     ColumnPool,
     PatternBatch,
+    empty_cost,
+    pattern_cost,
     pattern_rows,
     select_patterns,
 )
@@ -231,37 +233,57 @@ def plan_from_weights(
     prices: tuple[FloatArray, FloatArray],
     *,
     threshold: float = 0.5,
+    cost: FloatArray | None = None,
     pair_extra: FloatArray | None = None,
     deadline: float = math.inf,
 ) -> Solution:
     """A feasible plan from pattern weights (an ergodic primal estimate).
 
-    Every order's heaviest pattern that ships and weighs at least ``threshold`` is kept, heaviest
-    first, while it fits beside those kept before it; the other orders are placed by the priced
-    greedy completion against the stock left, ranked by their heaviest weight.
+    Every order's heaviest pattern that ships and weighs at least ``threshold`` is kept while it
+    fits beside those kept before it; the other orders are placed by the priced greedy
+    completion against the stock left. Both go in order of *regret*: what the order saves by
+    shipping rather than waiting (its empty pattern's cost minus its pattern's), for the others
+    weighted by how often the ascent shipped them. Where two orders want the last units, the
+    one that would lose more by waiting gets them; the other mostly has another location.
+
+    Measured on two generated backlogs of 10,000 orders (seeds 1 and 2, the 30 s pools): taken
+    heaviest first instead, the plans after moves and flow cost 232,081 and 218,828; in regret
+    order 225,886 and 215,246 (ship-complete orders, which cannot split, had been left waiting
+    by orders that had another location).
+
+    ``cost`` is each pool pattern's cost (with ``pair_extra``), when already known.
     """
     p = problem
+    if cost is None:
+        cost = pattern_cost(p, pool, pair_extra)
     by = np.lexsort((np.arange(pool.n), -weights, pool.order))
     first = np.r_[True, pool.order[by[1:]] != pool.order[by[:-1]]] if pool.n else np.zeros(0, bool)
     top = by[first]
     owner, weight = pool.order[top], weights[top]
     ships = np.diff(pool.ptr)[top] > 0
-    heaviest = np.zeros(p.n_orders)
-    heaviest[owner[ships]] = weight[ships]
+    wait = empty_cost(p)
     candidates = np.flatnonzero(ships & (weight >= threshold))
-    candidates = candidates[np.lexsort((owner[candidates], -weight[candidates]))]
+    regret = wait[owner[candidates]] - cost[top[candidates]]
+    candidates = candidates[np.lexsort((owner[candidates], -regret))]
     chosen = np.full(p.n_orders, -1, np.int64)
     if len(candidates):
         unit, ship = pattern_rows(p, coupling, select_patterns(pool, top[candidates]))
         keep = _fits_in_order(unit.tocsc(), coupling.unit_bound)
         keep &= _fits_in_order(ship.tocsc(), coupling.ship_bound)
         chosen[owner[candidates[keep]]] = top[candidates[keep]]
+    # The rest: regret of the cheapest shipping pattern, times the share of the ascent's
+    # iterations in which the order shipped (at least 1 %).
+    shipping = np.diff(pool.ptr) > 0
+    cheapest = np.full(p.n_orders, np.inf)
+    np.minimum.at(cheapest, pool.order[shipping], cost[shipping])
+    shipped = np.bincount(pool.order[shipping], weights=weights[shipping], minlength=p.n_orders)
+    rank = np.where(np.isfinite(cheapest), wait - cheapest, 0.0) * np.maximum(shipped, 0.01)
     return complete_from_patterns(
         p,
         coupling,
         pool,
         chosen,
-        heaviest,
+        rank,
         prices[0],
         prices[1],
         pair_extra=pair_extra,

@@ -606,7 +606,14 @@ def solve_decomposed(
         w = np.concatenate([weights, np.zeros(pool.n - len(weights))])
         fractional = np.unique(pool.order[(w > 1e-9) & (w < 1 - 1e-9)])
         candidate = plan_from_weights(
-            p, coupling, pool, w, duals, pair_extra=pair_extra_cost, deadline=deadline
+            p,
+            coupling,
+            pool,
+            w,
+            duals,
+            cost=master.pool.costs(),
+            pair_extra=pair_extra_cost,
+            deadline=deadline,
         )
     if primal and x is not None and left() > 0:
         assert isinstance(master, _Master)
