@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -219,3 +220,36 @@ def test_native_prints_during_a_solve_are_silenced(capfd: pytest.CaptureFixture[
         libc.printf(b"native diagnostic\n")
     libc.fflush(None)
     assert "native diagnostic" not in capfd.readouterr().out
+
+
+def test_overlapping_solves_in_threads_leave_stdout_restored(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Two solves overlapping in threads (HiGHS releases the GIL; a service may allocate on
+    # several threads): each restoring the descriptor it had saved left stdout on /dev/null
+    # for good when the second saved it after the first had redirected it.
+    import threading
+
+    from allocator.solvers.exact import _quiet_native_stdout
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _quiet_native_stdout():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with _quiet_native_stdout():
+            second_in.set()
+            first_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os.write(1, b"still visible\n")  # to the descriptor, as native code writes
+    assert "still visible" in capfd.readouterr().out

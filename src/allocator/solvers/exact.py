@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -313,34 +314,55 @@ def _integral_units(builder: Any, model: MilpModel, values: FloatArray, backend:
     return np.asarray(solver.variable_values(), dtype=np.float64)
 
 
+class _QuietState:
+    """Threads inside :func:`_quiet_native_stdout`, and the real stdout saved by the first."""
+
+    lock = threading.Lock()
+    depth = 0
+    saved: int | None = None
+
+
 @contextlib.contextmanager
 def _quiet_native_stdout() -> Iterator[None]:
     """Silence C-level writes to stdout during a solve.
 
     HiGHS as bundled with OR-Tools prints some MIP diagnostics with ``printf`` even with
     ``output_flag=false``; a library must not print, so file descriptor 1 points at
-    ``/dev/null`` for the duration of the call.
+    ``/dev/null`` while any solve runs. Solves may run in several threads at once (HiGHS
+    releases the GIL): the first to enter redirects, the last to leave restores. (Each
+    restoring its own saved descriptor had left stdout on ``/dev/null`` for good when two
+    overlapped.)
     """
     fd = 1  # C's stdout, whatever Python's sys.stdout is (a notebook's, pytest's capture)
+    state = _QuietState
+    with state.lock:
+        if state.depth == 0:
+            try:
+                saved = os.dup(fd)
+            except OSError:
+                saved = None
+            if saved is not None:
+                sys.stdout.flush() if sys.stdout is not None else None
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, fd)
+                finally:
+                    os.close(devnull)
+            state.saved = saved
+        state.depth += 1
     try:
-        saved = os.dup(fd)
-    except OSError:
-        yield
-        return
-    try:
-        sys.stdout.flush() if sys.stdout is not None else None
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
         yield
     finally:
-        # printf output still in the C library's buffer (stdout is fully buffered when it is
-        # not a terminal) must go to /dev/null too, not to the real stdout at the next flush.
-        _flush_c_stdio()
-        os.dup2(saved, fd)
-        os.close(saved)
+        with state.lock:
+            state.depth -= 1
+            if state.depth == 0 and state.saved is not None:
+                # printf output still in the C library's buffer (stdout is fully buffered when
+                # it is not a terminal) must go to /dev/null too, not to the real stdout at the
+                # next flush.
+                _flush_c_stdio()
+                os.dup2(state.saved, fd)
+                os.close(state.saved)
+                state.saved = None
 
 
 def _flush_c_stdio() -> None:
