@@ -23,9 +23,11 @@ small problem (:mod:`._pricing`), so the work splits into partitions of orders t
    Orders whose master column is then integral and ships something keep it; the others (those
    left waiting included, ranked last) are placed by a priced greedy completion against the
    residual stock (:mod:`._primal`). With the ascent, the plan starts the same way from the
-   ascent's pattern weights instead (:func:`._ascent.plan_from_weights`). Then best-response moves polish the plan, alternated with an
-   exact min-cost flow that re-sources every one-unit order at once (:mod:`._flow`: the
-   chains of moves that serve one more unit of scarce stock).
+   ascent's pattern weights instead (:func:`._ascent.plan_from_weights`), the orders that would
+   lose most by waiting served first (ship-complete orders, which cannot split, had been left
+   waiting by orders that had another location). Then best-response moves polish the plan,
+   alternated with an exact min-cost flow that re-sources every one-unit order at once
+   (:mod:`._flow`: the chains of moves that serve one more unit of scarce stock).
    With time left, neighbourhoods are re-solved exactly, in turns: each order the plan leaves
    short with the orders holding the stock it lacks, as a MILP of the full model (a "rescue");
    contested orders by set partitioning over the pooled patterns; and linked orders as MILPs
