@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from solvers_support import brute_force_order, close, local_instance, per_arc_rows
+from solvers_support import brute_force_order, close, generated, local_instance, per_arc_rows
 
 from allocator import Network, Orders, compile_problem
 from allocator.rules.schema import Constraints, Objective, RuleSet
 from allocator.solvers import _pricing
 from allocator.solvers._pricing import make_block, price_block
+from allocator.solvers.lagrangian import coupling_rows
 from allocator.testing import instances, rule_sets
 from tests.helpers import small_instances
 
@@ -140,3 +141,28 @@ def test_pricing_empty_block() -> None:
     assert len(priced.value) == 0
     assert len(priced.arc) == 0
     _ = Network, Orders
+
+
+def test_block_of_consecutive_orders_views_the_problem() -> None:
+    """A run of orders is priced from read-only views of the problem's arrays, and prices as
+    the same orders cut out one by one (copies) do."""
+    problem = generated(60, 6, 30, seed=2)
+    coupling = coupling_rows(problem)
+    rng = np.random.default_rng(0)
+    unit_price = rng.choice([0.0, 0.5, 4.0], size=coupling.n_unit)
+    ship_price = rng.choice([0.0, 6.0], size=coupling.n_ship)
+    run = np.arange(10, 50)
+    block = make_block(problem, run, coupling.arc_rows, coupling.pair_ship_row)
+    assert np.shares_memory(block.arc_cap, problem.arc_cap)
+    assert np.shares_memory(block.arc_rows.indices, coupling.arc_rows.indices)
+    assert not block.arc_cost.flags.writeable
+    whole = price_block(block, unit_price, ship_price, alternatives=2)
+    for parity in (0, 1):
+        some = run[run % 2 == parity]  # not consecutive: arrays are copied
+        part = make_block(problem, some, coupling.arc_rows, coupling.pair_ship_row)
+        assert not np.shares_memory(part.arc_cap, problem.arc_cap)
+        priced = price_block(part, unit_price, ship_price, alternatives=2)
+        np.testing.assert_array_equal(priced.value, whole.value[run % 2 == parity])
+        got = part.arcs[priced.arc]
+        want_rows = np.isin(problem.line_order[problem.arc_line[block.arcs[whole.arc]]], some)
+        np.testing.assert_array_equal(got, block.arcs[whole.arc][want_rows])
