@@ -376,10 +376,16 @@ def compile_problem(network: Network, orders: Orders, rules: RuleSet | None = No
     shipment_cost = np.where(at_store, 0.0, shipment_cost + pref_ship + tie)
 
     # ---- arcs -> pairs -----------------------------------------------------------------------
-    arcs = arcs.join(pairs.select("ord", "loc", "pair"), on=["ord", "loc"]).sort(["line", "loc"])
-    arc_pair = _np(arcs["pair"]).astype(np.int64)
+    # The arcs are sorted by (line, location) and the pairs by (order, location): each arc finds
+    # its pair by binary search on the pairs' keys. (A join and a re-sort of the arcs' frame had
+    # taken compiling 100,000 orders from 2.0 to 3.5 GB, the peak of a whole 180 s run.)
+    arc_pair = np.searchsorted(
+        pair_order * n_loc + pair_loc,
+        _np(arcs["ord"]).astype(np.int64) * n_loc + _np(arcs["loc"]).astype(np.int64),
+    ).astype(np.int64)
     arc_line = _np(arcs["line"]).astype(np.int64)
     arc_cap = _np(arcs["cap"]).astype(np.int64)
+    del arcs
 
     # ---- capacities, split caps, penalties -----------------------------------------------------
     capacity_units = _np(locs["capacity_units"].cast(pl.Float64).fill_null(np.inf)).copy()
