@@ -128,7 +128,7 @@ DIVE_THRESHOLD = 0.5
 DIVE_SHARE = 0.25
 #: Above this many orders the rows are priced by the ascent (:mod:`._ascent`), not the master LP.
 ASCENT_ORDERS = 5_000
-#: Subgradient steps per round of the ascent (about 2 ms each at 10,000 orders, 25 ms at 100,000).
+#: Subgradient steps per round of the ascent (about 1.5 ms each at 10,000 orders, 19 ms at 100,000).
 ASCENT_ITERATIONS = 300
 #: Final iterations of each ascent that count towards the pattern weights the plan starts from.
 ASCENT_RECORD = 100
