@@ -143,3 +143,21 @@ def test_kept_rows_must_be_priced_at_zero(instance) -> None:  # type: ignore[no-
             np.zeros(coupling.n_ship),
             np.zeros(problem.n_orders),
         )
+
+
+@pytest.mark.slow
+def test_groups_on_a_pool_stop_with_the_run() -> None:
+    # 1,000 orders, 2.5 s: column generation ends near 1 s and the largest group needs about
+    # 2 s on its own, so some groups are cut short. The run keeps its limit, the bound stays
+    # valid, and the workers are free right after (their MILPs stop at the run's end).
+    problem = generated(1000, 20, 500, seed=1)
+    with ProcessPoolExecutor(2) as pool:
+        started = time.perf_counter()
+        res = solve_decomposed(problem, executor=pool, time_limit=2.5)
+        elapsed = time.perf_counter() - started
+        assert elapsed <= 2.5 + 1.0
+        assert not check_feasible(problem, res.solution)
+        assert res.lower_bound <= res.cost
+        freed = time.perf_counter()
+        assert pool.submit(abs, -1).result(timeout=10) == 1
+        assert time.perf_counter() - freed < 1.0

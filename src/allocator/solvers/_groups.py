@@ -120,17 +120,24 @@ def group_rows(
     return keep, labels.astype(np.int64)
 
 
-def _solve_group(sub: Problem, time_limit: float | None, seed: int) -> tuple[float, bool]:
-    """A group's optimum (or the MILP's dual bound when stopped): runs in a worker."""
+def _solve_group(sub: Problem, until: float, seed: int) -> tuple[float, bool]:
+    """A group's optimum, or the MILP's dual bound when stopped at ``until``: runs in a worker.
+
+    ``until`` is wall-clock time (``time.time()``), so a MILP that started late in a worker
+    still ends with the run; ``inf`` solves to the end.
+    """
     from allocator.solvers._lp import HighsHandle
     from allocator.solvers.exact import build_milp
 
+    limit = None if math.isinf(until) else until - time.time()
+    if limit is not None and limit <= 0.01:
+        return -math.inf, False
     model = build_milp(sub)
     if model.n_vars == 0:
         return 0.0, True
     handle = HighsHandle(model.row_lower, model.row_upper, seed=seed)
     handle.add_columns(model.objective, model.upper, model.matrix.tocsc())
-    res = handle.solve_mip(model.integer, gap=1e-9, time_limit=time_limit)
+    res = handle.solve_mip(model.integer, gap=1e-9, time_limit=limit)
     bound = float(res.bound)
     return (bound if math.isfinite(bound) else -math.inf), res.status == "optimal"
 
@@ -159,9 +166,11 @@ class GroupJobs:
         self._futures: list[Future[tuple[float, bool]]] | None = None
         if executor is not None and groups:
             # Largest first: they take longest, and the small ones fill in behind them.
-            # A worker's MILP cannot be cancelled once running: each stops at the limit.
+            # A worker's MILP cannot be cancelled once running: each stops when the limit,
+            # counted from now, is up.
+            until = math.inf if time_limit is None else time.time() + time_limit
             self._futures = [
-                executor.submit(_solve_group, sub, time_limit, seed) for sub, _ in self._groups
+                executor.submit(_solve_group, sub, until, seed) for sub, _ in self._groups
             ]
 
     def ready(self) -> bool:
@@ -183,13 +192,15 @@ class GroupJobs:
                 wait = deadline - time.perf_counter()
                 if future.done() or wait > 0:
                     try:
-                        value, optimal = future.result(timeout=max(wait, 0.0))
+                        timeout = None if math.isinf(wait) else max(wait, 0.0)
+                        value, optimal = future.result(timeout=timeout)
                     except TimeoutError:
                         future.cancel()
             else:
                 wait = deadline - time.perf_counter()
                 if wait > 0.01:
-                    value, optimal = _solve_group(sub, wait, self._seed)
+                    until = math.inf if math.isinf(wait) else time.time() + wait
+                    value, optimal = _solve_group(sub, until, self._seed)
             solved += optimal
             total += max(value, fallback)
         if self._futures is not None:
@@ -224,7 +235,8 @@ def start_group_bound(
 
     ``kept`` and ``labels`` come from :func:`kept_prices`, ``unit_price`` is its price vector
     (zero on the kept rows) and ``order_value`` every order's pricing value at those prices.
-    With an executor the groups start at once, each MILP limited to ``time_limit`` seconds;
+    With an executor the groups start at once and every MILP stops ``time_limit`` seconds from
+    now;
     without one they are solved when :meth:`GroupJobs.result` is called.
     """
     p = problem
