@@ -156,6 +156,7 @@ def test_groups_on_a_pool_stop_with_the_run() -> None:
         res = solve_decomposed(problem, executor=pool, time_limit=2.5)
         elapsed = time.perf_counter() - started
         assert elapsed <= 2.5 + 1.0
+        assert res.stopped_by_time  # the search was cut at the limit, not stalled
         assert not check_feasible(problem, res.solution)
         assert res.lower_bound <= res.cost
         freed = time.perf_counter()

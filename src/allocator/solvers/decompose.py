@@ -752,10 +752,16 @@ def solve_decomposed(
 
     reserve = MIN_NEIGHBOURHOOD_SECONDS + FINISH_SECONDS_PER_ARC * p.n_arcs
 
+    out_of_time = False  # the search ended at the time limit, not because it stalled
+
     def done() -> bool:
+        nonlocal out_of_time
         fold_groups(0.0)  # the pool's groups, as soon as they are all solved
+        if _gap(incumbent_cost, best_bound) <= gap_target:
+            return True
         # A neighbourhood needs a moment to build and solve: none starts in the last one.
-        return left() <= reserve or _gap(incumbent_cost, best_bound) <= gap_target
+        out_of_time = left() <= reserve
+        return out_of_time
 
     # ---- neighbourhood search: three kinds take turns, one pass each, while any gains ----
     # A rescue pass re-sources, with the full MILP, each order the plan leaves short together
@@ -863,7 +869,7 @@ def solve_decomposed(
         lower_bound=best_bound,
         rounds=rounds,
         history=history,
-        stopped_by_time=stopped_by_time or left() <= 0,
+        stopped_by_time=stopped_by_time or out_of_time or left() <= 0,
         prices=(center_u, center_s),
     )
 
