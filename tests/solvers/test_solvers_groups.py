@@ -65,6 +65,20 @@ def test_groups_are_closed_under_the_kept_rows_and_within_budget(instance) -> No
             assert sizes[touched].sum() > budget
 
 
+def test_preferred_rows_are_chosen_first(instance) -> None:  # type: ignore[no-untyped-def]
+    problem, _ = instance
+    coupling = coupling_rows(problem)
+    rng = np.random.default_rng(2)
+    unit = rng.random(coupling.n_unit)
+    for budget in (4, 15, 40):
+        preferred = rng.random(coupling.n_unit) < 0.3
+        kept, _ = group_rows(problem, coupling, unit, budget=budget, preferred=preferred)
+        # Among the preferred rows the choice is the one made with no other candidates.
+        alone, _ = group_rows(problem, coupling, np.where(preferred, unit, 0.0), budget=budget)
+        assert np.array_equal(kept & preferred, alone)
+        assert (kept & ~preferred).any()
+
+
 def test_bound_at_any_prices_is_below_the_optimum(instance) -> None:  # type: ignore[no-untyped-def]
     problem, optimum = instance
     coupling = coupling_rows(problem)

@@ -21,11 +21,13 @@ whatever ``K`` and ``pi >= 0`` are. A group of one order is its pricing problem
 (:mod:`._pricing`); larger groups are solved as MILPs (:func:`~allocator.solvers.exact.
 build_milp`), and a MILP stopped early contributes its dual bound, which is still a lower bound.
 
-Choosing ``K``: the stock rows with a positive price, the rows with fewest orders first, each
-added only while no group grows past a budget of orders (so every MILP stays small). Measured on
-the 1,000-order benchmark (pattern LP 16,660.21, optimum 16,687.25; ``benchmarks/RESULTS.md``):
-with a budget of 150 orders the bound is 16,682.92 after 2.1 s on one core; 300 orders, 16,684.79
-in 3.3 s; every positive-priced row (one group of 718 orders), 16,687.21 in 12 s.
+Choosing ``K``: the stock rows with a positive price, those the master LP's split orders use
+first and within each kind the rows with fewest orders first, each added only while no group
+grows past a budget of orders (so every MILP stays small). Measured on the 1,000-order benchmark
+(pattern LP 16,660.21, optimum 16,687.25; ``benchmarks/RESULTS.md``), in 5 s runs on a pool of
+two: budget 100, 16,682.92; 120, 16,684.78; 150, 16,684.32 (the largest group finishing just at
+the limit). Without the preference for the split orders' rows a 150-order budget gave 16,682.92;
+every positive-priced row (one group of 718 orders) gives 16,687.21, in 12 s on one core.
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-#: Most orders in one group (measured on 1,000 orders: 150 orders solve in about 1 s, 300 in
-#: about 2.5 s, the whole 718-order component in 10 s).
-GROUP_ORDERS = 150
+#: Most orders in one group (measured on 1,000 orders: a group of about 150 orders solves in about
+#: 2 s, 300 in 2-6 s, the whole 718-order component in 12-14 s).
+GROUP_ORDERS = 120
 #: Prices at or below this count as zero (the row is not contested).
 _PRICE_TOL = 1e-9
 
@@ -73,12 +75,14 @@ def group_rows(
     unit_price: FloatArray,
     *,
     budget: int = GROUP_ORDERS,
+    preferred: BoolArray | None = None,
 ) -> tuple[BoolArray, IntArray]:
     """Pick the stock rows to keep and label the orders by group.
 
-    Candidates are the stock rows with a positive price, those with fewest orders first; a row
-    joins ``K`` when the groups it links stay within ``budget`` orders. Returns the mask of kept
-    unit rows and each order's group label (``0..n_groups-1``).
+    Candidates are the stock rows with a positive price: the ``preferred`` ones first (the rows
+    the master LP's split orders use), and within each kind those with fewest orders first; a
+    row joins ``K`` when the groups it links stay within ``budget`` orders. Returns the mask of
+    kept unit rows and each order's group label (``0..n_groups-1``).
     """
     p = problem
     arc_order = p.line_order[p.arc_line]
@@ -90,7 +94,10 @@ def group_rows(
         arcs = rows_arcs.indices[rows_arcs.indptr[r] : rows_arcs.indptr[r + 1]]
         members.append(np.unique(arc_order[arcs]))
     sizes = np.array([len(m) for m in members], dtype=np.int64)
-    by_size = np.argsort(sizes, kind="stable")
+    later = np.zeros(len(candidates), dtype=bool)
+    if preferred is not None:
+        later = ~preferred[candidates]
+    by_size = np.lexsort((sizes, later))
 
     parent = np.arange(p.n_orders, dtype=np.int64)
     group_size = np.ones(p.n_orders, dtype=np.int64)
@@ -106,7 +113,7 @@ def group_rows(
     keep = np.zeros(coupling.n_unit, dtype=bool)
     for i in by_size:
         if sizes[i] > budget:
-            break  # sorted: every later row links more orders than the budget
+            continue  # links more orders than the budget on its own
         roots = np.unique(np.array([find(int(o)) for o in members[i]], dtype=np.int64))
         total = int(group_size[roots].sum())
         if total > budget:
@@ -210,10 +217,15 @@ class GroupJobs:
 
 
 def kept_prices(
-    problem: Problem, coupling: Coupling, unit_price: FloatArray, *, budget: int = GROUP_ORDERS
+    problem: Problem,
+    coupling: Coupling,
+    unit_price: FloatArray,
+    *,
+    budget: int = GROUP_ORDERS,
+    preferred: BoolArray | None = None,
 ) -> tuple[FloatArray, BoolArray, IntArray]:
     """The unit rows' prices with the kept rows at zero, the kept mask and the group labels."""
-    keep, labels = group_rows(problem, coupling, unit_price, budget=budget)
+    keep, labels = group_rows(problem, coupling, unit_price, budget=budget, preferred=preferred)
     return np.where(keep, 0.0, unit_price), keep, labels
 
 

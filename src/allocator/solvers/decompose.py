@@ -638,7 +638,16 @@ def solve_decomposed(
         )
 
     if use_lp and x is not None and group_orders > 1 and left() > 0:
-        kept_u, kept, labels = kept_prices(p, coupling, duals[0], budget=group_orders)
+        # The rows the LP's split orders use come first (1,000 orders, 150-order groups: bound
+        # 16,684.32 against 16,682.92 with every positive-priced row in one queue).
+        pooled = master.pool.all()
+        split = np.flatnonzero((x > 1e-6) & (x < 1 - 1e-6))
+        split_use, _ = pattern_rows(p, coupling, _select(pooled, split))
+        preferred = np.zeros(coupling.n_unit, dtype=bool)
+        preferred[split_use.indices] = True
+        kept_u, kept, labels = kept_prices(
+            p, coupling, duals[0], budget=group_orders, preferred=preferred
+        )
         if kept.any():
             values = _price_all(runner, blocks, p.n_orders, kept_u, duals[1], 0).value
             group_jobs = start_group_bound(
