@@ -120,43 +120,69 @@ def test_decomposition_reports_the_group_bound(instance) -> None:  # type: ignor
     assert np.array_equal(pooled.solution.arc_qty, serial.solution.arc_qty)
 
 
+def _values(problem, coupling, unit, ship):  # type: ignore[no-untyped-def]
+    blocks = [
+        make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
+        for part in _partitions(problem)
+    ]
+    runner = BlockRunner(blocks, None)
+    return _price_all(runner, blocks, problem.n_orders, unit, ship, 0).value
+
+
 def test_a_group_cut_short_still_bounds(instance) -> None:  # type: ignore[no-untyped-def]
     problem, optimum = instance
     coupling = coupling_rows(problem)
     _, (unit, ship) = _lp_prices(problem)
     kept_u, kept, labels = kept_prices(problem, coupling, unit, budget=1000)
-    plain = lagrangian_bound(problem, kept_u, ship, coupling=coupling)
+    at_zero = lagrangian_bound(problem, kept_u, ship, coupling=coupling)
+    at_price = lagrangian_bound(problem, unit, ship, coupling=coupling)
     full = group_bound(problem, unit, ship, group_orders=1000, coupling=coupling)
-    blocks = [
-        make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
-        for part in _partitions(problem)
-    ]
-    order_value = _price_all(
-        BlockRunner(blocks, None), blocks, problem.n_orders, kept_u, ship, 0
-    ).value
-    jobs = start_group_bound(problem, coupling, kept, labels, kept_u, ship, order_value)
-    started = time.perf_counter()
-    cut = jobs.result(time.perf_counter() + 0.02)
-    assert time.perf_counter() - started < 2.0
-    assert plain - 1e-6 * abs(plain) <= cut.bound <= full.bound + 1e-6 * abs(full.bound)
-    assert cut.bound <= optimum + 1e-6 * abs(optimum)
+    args = (
+        problem,
+        coupling,
+        kept,
+        labels,
+        unit,
+        ship,
+        _values(problem, coupling, kept_u, ship),
+        _values(problem, coupling, unit, ship),
+    )
+    for seconds in (0.0, 0.02):
+        started = time.perf_counter()
+        cut = start_group_bound(*args).result(time.perf_counter() + seconds)
+        assert time.perf_counter() - started < 2.0
+        # Never below either Lagrangian value, never above the groups solved to the end.
+        assert cut.bound >= max(at_zero, at_price) - 1e-6 * abs(at_price)
+        assert cut.bound <= full.bound + 1e-6 * abs(full.bound)
+        assert cut.bound <= optimum + 1e-6 * abs(optimum)
+    # Nothing solved: each group takes the better of its two floors, so the sum can beat both.
+    assert start_group_bound(*args).result(0.0).solved == 0
 
 
-def test_kept_rows_must_be_priced_at_zero(instance) -> None:  # type: ignore[no-untyped-def]
-    problem, _ = instance
+def test_unsolved_groups_keep_the_lagrangian_bound_at_their_prices() -> None:
+    # With random prices some groups gain from their rows at zero and some lose: unsolved,
+    # every group keeps the better of the two, so the bound is at least the priced one.
+    problem = generated(150, 6, 30, seed=2)
     coupling = coupling_rows(problem)
-    unit = np.ones(coupling.n_unit)
-    _, kept, labels = kept_prices(problem, coupling, unit, budget=50)
-    with pytest.raises(ValueError, match="priced at zero"):
-        start_group_bound(
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        unit = rng.random(coupling.n_unit) * 5.0
+        ship = rng.random(coupling.n_ship)
+        kept_u, kept, labels = kept_prices(problem, coupling, unit, budget=30)
+        jobs = start_group_bound(
             problem,
             coupling,
             kept,
             labels,
             unit,
-            np.zeros(coupling.n_ship),
-            np.zeros(problem.n_orders),
+            ship,
+            _values(problem, coupling, kept_u, ship),
+            _values(problem, coupling, unit, ship),
         )
+        floor = jobs.result(0.0).bound
+        priced = lagrangian_bound(problem, unit, ship, coupling=coupling)
+        zeroed = lagrangian_bound(problem, kept_u, ship, coupling=coupling)
+        assert floor >= max(priced, zeroed) - 1e-9 * abs(priced)
 
 
 @pytest.mark.slow
@@ -176,3 +202,15 @@ def test_groups_on_a_pool_stop_with_the_run() -> None:
         freed = time.perf_counter()
         assert pool.submit(abs, -1).result(timeout=10) == 1
         assert time.perf_counter() - freed < 1.0
+
+
+@pytest.mark.slow
+def test_a_serial_run_keeps_the_end_of_its_limit_for_the_groups() -> None:
+    problem = generated(1000, 20, 500, seed=2)
+    started = time.perf_counter()
+    res = solve_decomposed(problem, time_limit=5.0)
+    assert time.perf_counter() - started <= 5.0 + 1.0
+    phases = [h.get("phase") for h in res.history]
+    assert phases[-1] == "groups"  # solved after the plan's search, in the time kept for them
+    without = solve_decomposed(problem, time_limit=5.0, group_orders=0)
+    assert res.lower_bound > without.lower_bound

@@ -187,8 +187,8 @@ class GroupJobs:
     def result(self, deadline: float) -> GroupBound:
         """The bound from what is solved by ``deadline`` (``time.perf_counter()`` seconds).
 
-        A group not finished in time counts with the sum of its orders' pricing values, which
-        bounds it too; pooled work still running is cancelled where the executor allows.
+        A group not finished in time counts with its floor (see :func:`start_group_bound`);
+        pooled work still running is cancelled where the executor allows.
         """
         total = self._singles + self._constant
         solved = 0
@@ -209,7 +209,7 @@ class GroupJobs:
                     until = math.inf if math.isinf(wait) else time.time() + wait
                     value, optimal = _solve_group(sub, until, self._seed)
             solved += optimal
-            total += max(value, fallback)
+            total += max(value, fallback)  # the better of the group's two bounds
         if self._futures is not None:
             for future in self._futures:
                 future.cancel()
@@ -229,6 +229,17 @@ def kept_prices(
     return np.where(keep, 0.0, unit_price), keep, labels
 
 
+def _kept_row_groups(
+    problem: Problem, coupling: Coupling, kept: BoolArray, labels: IntArray
+) -> tuple[IntArray, IntArray]:
+    """The kept rows and the group each lies in (every arc into a kept row is in that group)."""
+    rows = np.flatnonzero(kept)
+    by_row = coupling.arc_rows.tocsc()
+    first_arc = by_row.indices[by_row.indptr[rows]]
+    arc_order = problem.line_order[problem.arc_line[first_arc]]
+    return rows, labels[arc_order]
+
+
 def start_group_bound(
     problem: Problem,
     coupling: Coupling,
@@ -236,7 +247,8 @@ def start_group_bound(
     labels: IntArray,
     unit_price: FloatArray,
     ship_price: FloatArray,
-    order_value: FloatArray,
+    kept_value: FloatArray,
+    priced_value: FloatArray,
     *,
     pair_extra: FloatArray | None = None,
     executor: Executor | None = None,
@@ -245,25 +257,36 @@ def start_group_bound(
 ) -> GroupJobs:
     """Build every group's sub-problem and start solving them.
 
-    ``kept`` and ``labels`` come from :func:`kept_prices`, ``unit_price`` is its price vector
-    (zero on the kept rows) and ``order_value`` every order's pricing value at those prices.
-    With an executor the groups start at once and every MILP stops ``time_limit`` seconds from
-    now;
-    without one they are solved when :meth:`GroupJobs.result` is called.
+    ``kept`` and ``labels`` come from :func:`kept_prices`; ``unit_price`` and ``ship_price``
+    are the rows' prices; ``kept_value`` is every order's pricing value with the kept rows at
+    zero, ``priced_value`` at ``unit_price`` itself. With an executor the groups start at once
+    and every MILP stops ``time_limit`` seconds from now; without one they are solved when
+    :meth:`GroupJobs.result` is called.
+
+    Each group may take its kept rows at zero (its MILP, or failing that its orders' pricing
+    values) or at ``unit_price`` (its orders' pricing values there, less those rows' priced
+    stock): both are Lagrangian bounds, whichever is larger counts. A group not solved in time
+    therefore never takes the bound below the Lagrangian value at ``unit_price``.
     """
     p = problem
-    if len(unit_price) and float(unit_price[kept].max(initial=0.0)) > 0.0:
-        raise ValueError("kept rows must be priced at zero")
-    priced = dataclasses.replace(p, arc_unit_cost=p.arc_unit_cost + coupling.arc_rows @ unit_price)
+    kept_u = np.where(kept, 0.0, unit_price)
+    priced = dataclasses.replace(p, arc_unit_cost=p.arc_unit_cost + coupling.arc_rows @ kept_u)
     extra = np.zeros(p.n_pairs)
     shipped = coupling.pair_ship_row >= 0
     extra[shipped] = ship_price[coupling.pair_ship_row[shipped]]
     if pair_extra is not None:
         extra = extra + pair_extra
-    constant = -float(unit_price @ coupling.unit_bound) - float(ship_price @ coupling.ship_bound)
-    sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
-    alone = sizes[labels] == 1
-    singles = float(order_value[alone].sum())
+    constant = -float(kept_u @ coupling.unit_bound) - float(ship_price @ coupling.ship_bound)
+    n_groups = int(labels.max(initial=-1)) + 1
+    sizes = np.bincount(labels, minlength=n_groups)
+    rows, row_group = _kept_row_groups(p, coupling, kept, labels)
+    stock_value = np.bincount(
+        row_group, weights=unit_price[rows] * coupling.unit_bound[rows], minlength=n_groups
+    )
+    at_zero = np.bincount(labels, weights=kept_value, minlength=n_groups)
+    at_price = np.bincount(labels, weights=priced_value, minlength=n_groups) - stock_value
+    floor = np.maximum(at_zero, at_price)
+    singles = float(floor[sizes == 1].sum())
     groups: list[tuple[Problem, float]] = []
     by_label = np.argsort(labels, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -280,7 +303,7 @@ def start_group_bound(
             limit_left=p.limit_bound,
             pair_extra_cost=extra,
         )
-        groups.append((sub.problem, float(order_value[orders].sum())))
+        groups.append((sub.problem, float(floor[g])))
     largest = int(sizes.max(initial=0))
     return GroupJobs(
         singles, constant, groups, executor, seed, int(kept.sum()), largest, time_limit
