@@ -20,6 +20,10 @@ capacities and limits for the group by itself (all implied by the full problem).
 whatever ``K`` and ``pi >= 0`` are. A group of one order is its pricing problem
 (:mod:`._pricing`); larger groups are solved as MILPs (:func:`~allocator.solvers.exact.
 build_milp`), and a MILP stopped early contributes its dual bound, which is still a lower bound.
+Since every row of ``K`` lies in one group, each group may instead take its own rows of ``K`` at
+their prices (its orders' pricing values there, less those rows' priced stock): that too is a
+Lagrangian bound, so each group counts with the larger of the two, and a group not solved in
+time never takes the bound below the Lagrangian value at the prices given.
 
 Choosing ``K``: the stock rows with a positive price, those the master LP's split orders use
 first and within each kind the rows with fewest orders first, each added only while no group
@@ -66,7 +70,7 @@ class GroupBound:
     kept_rows: int  # stock rows held as constraints
     groups: int  # groups of two or more orders (solved as MILPs)
     largest: int  # orders in the largest group
-    solved: int  # groups whose MILP finished (the others gave their dual bound)
+    solved: int  # groups whose MILP finished (the others gave their dual bound or floor)
 
 
 def group_rows(
