@@ -158,6 +158,9 @@ ASCENT_LATE_SHARE = 0.7
 #: one: on 100,000 orders the third and fourth rounds (ending at about 90 and 110 s of 180) raised
 #: the bound by 6.4 % and 1.2 %, more than any plan step gained in that time.
 ASCENT_LATE_GAP = 5e-3
+#: Most orders for which a run takes the groups' bound (10,000 orders: its 319 groups took 17 s
+#: on two workers for 0.07 % of bound, and none finished inside a 30 s run).
+GROUP_MAX_ORDERS = 5_000
 #: Share of the time left after column generation that a serial run keeps for the groups' bound.
 GROUP_SHARE = 0.35
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
@@ -399,8 +402,8 @@ def solve_decomposed(
     ascent_iterations
         Subgradient steps per round of the ascent.
     group_orders
-        With the master LP's prices, the bound is also taken over groups of orders linked by
-        contested stock, each group solved whole (:mod:`._groups`); the most orders in a group
+        With the master LP's prices (and at most :data:`GROUP_MAX_ORDERS` orders), the bound is
+        also taken over groups of orders linked by contested stock, each group solved whole (:mod:`._groups`); the most orders in a group
         (``0``: no groups). On a pool the groups are solved while the plan is searched; a
         serial run with a time limit solves them in the last :data:`GROUP_SHARE` of the time
         left after column generation.
@@ -639,7 +642,13 @@ def solve_decomposed(
             _record(len(history) + 1, lp_value, best_bound, incumbent_cost, t0, "groups"),
         )
 
-    if use_lp and x is not None and group_orders > 1 and left() > 0:
+    if (
+        use_lp
+        and x is not None
+        and 1 < group_orders
+        and p.n_orders <= GROUP_MAX_ORDERS
+        and left() > 0
+    ):
         # The rows the LP's split orders use come first (1,000 orders, 150-order groups: bound
         # 16,684.32 against 16,682.92 with every positive-priced row in one queue).
         pooled = master.pool.all()
