@@ -645,7 +645,7 @@ def solve_decomposed(
     if (
         use_lp
         and x is not None
-        and 1 < group_orders
+        and group_orders > 1
         and p.n_orders <= GROUP_MAX_ORDERS
         and left() > 0
     ):
