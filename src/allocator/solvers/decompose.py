@@ -162,7 +162,7 @@ ASCENT_LATE_GAP = 5e-3
 #: on two workers for 0.07 % of bound, and none finished inside a 30 s run).
 GROUP_MAX_ORDERS = 5_000
 #: Share of the time left after column generation that a serial run keeps for the groups' bound.
-GROUP_SHARE = 0.35
+GROUP_SHARE = 0.3
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
 OPTIMAL_GAP = 1e-6
 
