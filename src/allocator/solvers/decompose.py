@@ -1273,19 +1273,26 @@ def lagrangian_bound(
     float
         ``sum_o Z_o - unit_price . unit_bound - ship_price . ship_bound``.
     """
+    coupling = coupling or coupling_rows(problem)
+    (value,) = _order_values(problem, coupling, executor, (unit_price, ship_price))
+    return float(value.sum() - unit_price @ coupling.unit_bound - ship_price @ coupling.ship_bound)
+
+
+def _order_values(
+    problem: Problem,
+    coupling: Coupling,
+    executor: Executor | None,
+    *prices: tuple[FloatArray, FloatArray],
+) -> list[FloatArray]:
+    """Every order's pricing value at each of the given (unit, shipment) prices."""
     from allocator.parallel import BlockRunner
 
-    coupling = coupling or coupling_rows(problem)
     blocks = [
         make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
         for part in _partitions(problem)
     ]
-    rnd = _price_all(
-        BlockRunner(blocks, executor), blocks, problem.n_orders, unit_price, ship_price, 0
-    )
-    return float(
-        rnd.value.sum() - unit_price @ coupling.unit_bound - ship_price @ coupling.ship_bound
-    )
+    runner = BlockRunner(blocks, executor)
+    return [_price_all(runner, blocks, problem.n_orders, u, s, 0).value for u, s in prices]
 
 
 def group_bound(
@@ -1325,18 +1332,12 @@ def group_bound(
     seed
         HiGHS seed.
     """
-    from allocator.parallel import BlockRunner
-
     t0 = time.perf_counter()
     coupling = coupling or coupling_rows(problem)
     kept_u, kept, labels = kept_prices(problem, coupling, unit_price, budget=group_orders)
-    blocks = [
-        make_block(problem, part, coupling.arc_rows, coupling.pair_ship_row)
-        for part in _partitions(problem)
-    ]
-    runner = BlockRunner(blocks, executor)
-    at_zero = _price_all(runner, blocks, problem.n_orders, kept_u, ship_price, 0).value
-    at_price = _price_all(runner, blocks, problem.n_orders, unit_price, ship_price, 0).value
+    at_zero, at_price = _order_values(
+        problem, coupling, executor, (kept_u, ship_price), (unit_price, ship_price)
+    )
     left = None if time_limit is None else max(0.01, time_limit - (time.perf_counter() - t0))
     jobs = start_group_bound(
         problem,
