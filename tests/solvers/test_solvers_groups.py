@@ -34,7 +34,7 @@ def instance(request: pytest.FixtureRequest) -> tuple:  # type: ignore[type-arg]
 
 
 def _lp_prices(problem):  # type: ignore[no-untyped-def]
-    """The duals of the converged master LP, from a bound-only decomposition."""
+    """The prices of a converged column generation's best Lagrangian bound (the pattern LP)."""
     res = solve_decomposed(problem, primal=False, group_orders=0)
     return res, res.prices
 
