@@ -198,3 +198,16 @@ def test_a_serial_run_keeps_the_end_of_its_limit_for_the_groups() -> None:
     assert phases[-1] == "groups"  # solved after the plan's search, in the time kept for them
     without = solve_decomposed(problem, time_limit=5.0, group_orders=0)
     assert res.lower_bound > without.lower_bound
+
+
+def test_time_left_after_the_search_goes_to_larger_groups(instance) -> None:  # type: ignore[no-untyped-def]
+    problem, optimum = instance
+    once = solve_decomposed(problem, group_orders=5)  # no limit: one round of groups
+    grown = solve_decomposed(problem, group_orders=5, time_limit=6.0)
+    rounds = [h for h in grown.history if h.get("phase") == "groups"]
+    assert len(rounds) >= 2  # 5, then 20, 80, ... orders while time is left
+    assert [h["bound"] for h in rounds] == sorted(h["bound"] for h in rounds)
+    # Measured: 2,511.61 -> 2,525.45 and 2,150.43 -> 2,152.50 (the optimum, and the run stops).
+    assert grown.lower_bound > once.lower_bound + 1.0
+    assert grown.lower_bound <= optimum + 1e-6 * abs(optimum)
+    assert not check_feasible(problem, grown.solution)
