@@ -410,7 +410,8 @@ def solve_decomposed(
         also taken over groups of orders linked by contested stock, each group solved whole (:mod:`._groups`); the most orders in a group
         (``0``: no groups). On a pool the groups are solved while the plan is searched; a
         serial run with a time limit solves them in the last :data:`GROUP_SHARE` of the time
-        left after column generation.
+        left after column generation. Time left once the search has stalled goes to groups
+        :data:`GROUP_GROWTH` times larger.
 
     Returns
     -------
