@@ -266,7 +266,8 @@ def test_a_bound_only_run_spends_its_time_on_the_bound() -> None:
     timed = solve_decomposed(problem, primal=False, time_limit=60.0, cg_share=1e-3)
     assert {h.get("phase") for h in timed.history} <= {None, "groups"}
     assert timed.rounds == res.rounds  # converged, not cut at 0.06 s
-    assert timed.lower_bound == pytest.approx(res.lower_bound, rel=1e-9)
+    # The same groups first; the time left then goes to larger groups.
+    assert timed.lower_bound >= res.lower_bound - 1e-9 * abs(res.lower_bound)
 
 
 def test_first_master_starts_at_or_below_the_greedy_plan() -> None:
