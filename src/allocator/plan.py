@@ -32,7 +32,9 @@ __all__ = [
     "Status",
     "Summary",
     "check_feasible",
+    "cost_quantum",
     "evaluate",
+    "round_up_bound",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -105,6 +107,41 @@ def evaluate(problem: Problem, solution: Solution) -> CostBreakdown:
         backorder=backorder,
         rejection=rejection,
     )
+
+
+#: Cost quanta tried, largest first (currency units): see :func:`cost_quantum`.
+_QUANTA = (1.0, 0.5, 0.25, 0.2, 0.1, 0.05, 0.02, 0.01)
+
+
+def cost_quantum(problem: Problem) -> float | None:
+    """The largest of 1, 0.5, ..., 0.01 that divides every cost coefficient, if any.
+
+    A plan's cost (:func:`evaluate`) is a sum of whole multiples of the unit, shipment,
+    backorder and rejection costs, so when all of them are whole multiples of ``q`` (prices in
+    cents, say) so is every plan's cost, and a lower bound ``b`` on the optimum lifts to the
+    next multiple of ``q`` at or above ``b`` (:func:`round_up_bound`).
+    """
+    p = problem
+    coefficients = np.concatenate(
+        [p.arc_unit_cost, p.pair_shipment_cost, p.line_backorder_cost, p.order_reject_cost]
+    ).astype(np.float64)
+    coefficients = coefficients[coefficients != 0.0]
+    for q in _QUANTA:
+        steps = coefficients / q
+        if np.all(np.abs(steps - np.round(steps)) <= 1e-9 * np.maximum(1.0, np.abs(steps))):
+            return q
+    return None
+
+
+def round_up_bound(bound: float, quantum: float | None) -> float:
+    """``bound`` lifted to the next whole multiple of ``quantum`` (unchanged without one).
+
+    A bound within floating-point noise of a multiple stays at that multiple.
+    """
+    if quantum is None or not math.isfinite(bound):
+        return bound
+    steps = bound / quantum
+    return max(bound, math.ceil(steps - 1e-9 * max(1.0, abs(steps))) * quantum)
 
 
 def check_feasible(problem: Problem, solution: Solution) -> list[str]:

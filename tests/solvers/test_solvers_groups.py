@@ -1,7 +1,10 @@
-"""The bound over groups of orders linked by contested stock (``solvers/_groups.py``)."""
+"""The bound over groups of orders linked by contested stock (``solvers/_groups.py``), and the
+bound lifted to the costs' quantum."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -9,8 +12,9 @@ import numpy as np
 import pytest
 from solvers_support import generated
 
+from allocator import solve
 from allocator.parallel import BlockRunner
-from allocator.plan import check_feasible
+from allocator.plan import check_feasible, cost_quantum, round_up_bound
 from allocator.solvers._groups import group_rows, kept_prices, start_group_bound
 from allocator.solvers._pricing import make_block
 from allocator.solvers.decompose import (
@@ -211,3 +215,29 @@ def test_time_left_after_the_search_goes_to_larger_groups(instance) -> None:  # 
     assert grown.lower_bound > once.lower_bound + 1.0
     assert grown.lower_bound <= optimum + 1e-6 * abs(optimum)
     assert not check_feasible(problem, grown.solution)
+
+
+def test_cost_quantum_and_rounding_up() -> None:
+    problem = generated(120, 8, 60, seed=1)
+    assert cost_quantum(problem) == 0.05  # the generator's costs are in steps of 5 cents
+    off = dataclasses.replace(problem, arc_unit_cost=problem.arc_unit_cost + 1e-3)
+    assert cost_quantum(off) is None
+    assert round_up_bound(16_687.208, 0.05) == pytest.approx(16_687.25)
+    assert round_up_bound(16_687.25 + 1e-10, 0.05) == pytest.approx(16_687.25)  # noise stays
+    assert round_up_bound(16_687.25 - 1e-10, 0.05) == pytest.approx(16_687.25)
+    assert round_up_bound(-3.02, 0.05) == pytest.approx(-3.0)
+    assert round_up_bound(12.34, None) == 12.34
+    assert round_up_bound(-math.inf, 0.05) == -math.inf
+
+
+def test_rounded_bound_stays_below_the_optimum(instance) -> None:  # type: ignore[no-untyped-def]
+    problem, optimum = instance
+    plan = solve(problem, method="decompose", time_limit=6.0)
+    assert plan.lower_bound is not None
+    q = cost_quantum(problem)
+    assert q is not None
+    # The reported bound is a whole multiple of the quantum (or the plan's own cost).
+    steps = plan.lower_bound / q
+    assert abs(steps - round(steps)) < 1e-6 or plan.lower_bound == plan.cost.total
+    assert plan.lower_bound <= optimum + 1e-6 * abs(optimum)
+    assert round_up_bound(optimum, q) == pytest.approx(optimum)  # the optimum is a multiple

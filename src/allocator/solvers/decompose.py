@@ -63,7 +63,15 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from allocator.errors import InputError
-from allocator.plan import Plan, Solution, Status, check_feasible, evaluate
+from allocator.plan import (
+    Plan,
+    Solution,
+    Status,
+    check_feasible,
+    cost_quantum,
+    evaluate,
+    round_up_bound,
+)
 from allocator.problem import Problem
 from allocator.solvers._ascent import PatternDual, ascend, initial_step, plan_from_weights
 from allocator.solvers._columns import (
@@ -1479,7 +1487,8 @@ def optimize(
             objective_bound=res.lower_bound,
         )
         bound = plain_bound
-    bound = min(bound, cost)
+    # Every plan's cost is a whole multiple of the costs' quantum (cents, say): so is the optimum.
+    bound = min(round_up_bound(bound, cost_quantum(problem)), cost)
     gap = (cost - bound) / max(abs(cost), 1e-9)
     if gap <= OPTIMAL_GAP:
         status = Status.OPTIMAL
