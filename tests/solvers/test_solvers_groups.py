@@ -204,12 +204,13 @@ def test_a_serial_run_keeps_the_end_of_its_limit_for_the_groups() -> None:
     assert res.lower_bound > without.lower_bound
 
 
-def test_time_left_after_the_search_goes_to_larger_groups(instance) -> None:  # type: ignore[no-untyped-def]
+def test_on_request_time_left_after_the_search_goes_to_larger_groups(instance) -> None:  # type: ignore[no-untyped-def]
     problem, optimum = instance
-    once = solve_decomposed(problem, group_orders=5)  # no limit: one round of groups
-    grown = solve_decomposed(problem, group_orders=5, time_limit=6.0)
+    once = solve_decomposed(problem, group_orders=5, time_limit=6.0)  # one round of groups
+    grown = solve_decomposed(problem, group_orders=5, group_growth=8, time_limit=6.0)
     rounds = [h for h in grown.history if h.get("phase") == "groups"]
     assert len(rounds) >= 2  # 5, then 40, 320 orders while time is left
+    assert [h.get("phase") for h in once.history].count("groups") == 1
     assert [h["bound"] for h in rounds] == sorted(h["bound"] for h in rounds)
     # Measured: 2,511.61 -> 2,525.45 and 2,150.43 -> 2,152.50 (the optimum, and the run stops).
     assert grown.lower_bound > once.lower_bound + 1.0

@@ -169,12 +169,13 @@ ASCENT_LATE_GAP = 5e-3
 #: Most orders for which a run takes the groups' bound (10,000 orders: its 319 groups took 17 s
 #: on two workers for 0.07 % of bound, and none finished inside a 30 s run).
 GROUP_MAX_ORDERS = 5_000
-#: When the plan's search stalls with more than this many seconds left, the groups' bound is
-#: taken again with groups :data:`GROUP_GROWTH` times larger, while time remains.
-GROUP_GROWTH_SECONDS = 1.0
-GROUP_GROWTH = 8
-#: Share of the time left after column generation that a serial run keeps for the groups' bound.
+#: Share of the time left after column generation that the groups' bound may take: a serial run
+#: keeps it at the end of its limit, and after a search that stalled early the groups get at most
+#: this much more time (a run with a limit returns soon after its search stalls).
 GROUP_SHARE = 0.3
+#: With ``group_growth``, the groups are taken again larger while more than this many seconds
+#: are left.
+GROUP_GROWTH_SECONDS = 1.0
 #: Relative gap at which a plan counts as optimal (the MILP solvers' default tolerance).
 OPTIMAL_GAP = 1e-6
 
@@ -353,6 +354,7 @@ def solve_decomposed(
     prices: str | None = None,
     ascent_iterations: int = ASCENT_ITERATIONS,
     group_orders: int = GROUP_ORDERS,
+    group_growth: int = 0,
 ) -> DecomposeResult:
     """Optimise ``problem`` by price-directed decomposition.
 
@@ -415,11 +417,14 @@ def solve_decomposed(
         Subgradient steps per round of the ascent.
     group_orders
         With the master LP's prices (and at most :data:`GROUP_MAX_ORDERS` orders), the bound is
-        also taken over groups of orders linked by contested stock, each group solved whole (:mod:`._groups`); the most orders in a group
-        (``0``: no groups). On a pool the groups are solved while the plan is searched; a
-        serial run with a time limit solves them in the last :data:`GROUP_SHARE` of the time
-        left after column generation. Time left once the search has stalled goes to groups
-        :data:`GROUP_GROWTH` times larger.
+        also taken over groups of orders linked by contested stock, each group solved whole
+        (:mod:`._groups`); the most orders in a group (``0``: no groups). On a pool the groups
+        are solved while the plan is searched; a serial run with a time limit solves them in
+        the last :data:`GROUP_SHARE` of the time left after column generation.
+    group_growth
+        When the search stalls before the time limit, take the groups again this many times
+        larger, round after round, until the limit (``0``: not; 8 measured best). Runs then use
+        their whole limit for the bound instead of returning when the search stalls.
 
     Returns
     -------
@@ -638,7 +643,8 @@ def solve_decomposed(
         best_bound = max(best_bound, value)
     # ---- a stronger bound: groups of orders linked by contested stock, each solved whole ----
     group_jobs: GroupJobs | None = None
-    group_reserve = 0.0
+    group_reserve = 0.0  # kept at the end of a serial run for the groups
+    group_time = math.inf  # most time the groups may add after the search
 
     def fold_groups(until: float) -> None:
         """Take the groups' bound once they are solved (waiting at most ``until``)."""
@@ -702,12 +708,14 @@ def solve_decomposed(
         preferred[split_use.indices] = True
         group_jobs = start_groups(group_orders)
         if group_jobs is not None:
+            if math.isfinite(deadline):
+                group_time = GROUP_SHARE * left()
             if executor is None and math.isfinite(deadline):
                 # Serial: the groups get the end of the run, the plan's first steps (which
                 # gain most) the time before it. Measured on three 1,000-order instances, 5 s,
                 # groups first: two bounds gained nothing (the largest group was cut short)
                 # and one plan lost 17; groups last: all three bounds gained, plans within 2.4.
-                group_reserve = GROUP_SHARE * left()
+                group_reserve = group_time
             elif executor is None:
                 fold_groups(math.inf)
     end = deadline  # the run's own end: the plan's search stops group_reserve before it
@@ -912,19 +920,21 @@ def solve_decomposed(
             if gained <= 1e-9 * max(1.0, incumbent_cost):
                 stalled[kind] = True
     deadline = end
-    fold_groups(deadline)
-    # The search stalled with time left: larger groups, while they keep more rows and the time
-    # lasts. 1,000 orders, 30 s: the search stalls at 8 s; groups 8 times larger (every row, one
-    # group of 718 orders) lift the bound from 16,684.78 to 16,687.21 by 20 s. Growing 4 times,
-    # 480-order groups gave 16,686.06 by 17 s, and the next round did not finish.
+    # A search that stalled early does not wait for the groups past group_time.
+    fold_groups(min(deadline, time.perf_counter() + group_time))
+    # On request, larger groups in the time left (1,000 orders, 30 s: the search stalls at 8 s;
+    # groups 8 times larger, every row in one group of 718 orders, lift the bound from
+    # 16,684.78 to 16,687.21 by 20 s; 4 times larger, 480-order groups gave 16,686.06 by 17 s
+    # and the next round did not finish).
     budget = group_orders
     while (
         groups_on
+        and group_growth > 1
         and math.isfinite(deadline)
         and left() > GROUP_GROWTH_SECONDS
         and _gap(incumbent_cost, best_bound) > gap_target
     ):
-        budget *= GROUP_GROWTH
+        budget *= group_growth
         group_jobs = start_groups(budget)
         if group_jobs is None:
             break
