@@ -32,6 +32,11 @@ grows past a budget of orders (so every MILP stays small). Measured on the 1,000
 two: budget 100, 16,682.92; 120, 16,684.78; 150, 16,684.32 (the largest group finishing just at
 the limit). Without the preference for the split orders' rows a 150-order budget gave 16,682.92;
 every positive-priced row (one group of 718 orders) gives 16,687.21, in 12 s on one core.
+
+The groups' MILPs return their plans as well. A group's plan is optimal at the groups' prices,
+which is not the same as feasible beside the rest of the plan, but the orders it sources
+differently from the incumbent are where contested stock could be moved: :func:`crossover`
+names them, and the decomposition re-sources them together against the rest of its plan.
 """
 
 from __future__ import annotations
