@@ -87,7 +87,7 @@ class GroupBound:
     solved: int  # groups whose MILP finished (the others gave their dual bound or floor)
     #: Each group's best plan found by its MILP (at the groups' prices, so not necessarily
     #: feasible alongside the rest of a plan): where it differs from a plan it points at orders
-    #: worth re-sourcing together (see :func:`changed_orders`).
+    #: worth re-sourcing together (see :func:`crossover`).
     plans: tuple[tuple[Restricted, Solution], ...] = ()
 
 
@@ -195,8 +195,9 @@ def crossover(problem: Problem, plan: Solution, found: GroupBound) -> IntArray:
     these orders against the rest of ``plan`` is a neighbourhood aimed at the contested stock.
     Measured on the 1,000-order benchmark: the whole 718-order group's plan differs from the
     5 s plan in 110 orders, and re-sourcing them (a MILP of 0.5-0.7 s) finds the optimum
-    16,687.25 from 16,689.65, which neighbourhoods of the same size around the contested rows
-    had not found in 30 s.
+    16,687.25 from 16,689.65, where the decomposition's own neighbourhood search had stalled.
+    It is a neighbourhood, not a guarantee: from another plan (16,688.10) the same group's
+    plan pointed at 111 orders and re-sourcing them gained nothing.
     """
     mixed = plan
     for sub, solution in found.plans:
