@@ -293,9 +293,12 @@ def _kept_row_groups(
 ) -> tuple[IntArray, IntArray]:
     """The kept rows and the group each lies in (every arc into a kept row is in that group)."""
     rows = np.flatnonzero(kept)
-    by_row = coupling.arc_rows.tocsc()
-    first_arc = by_row.indices[by_row.indptr[rows]]
-    arc_order = problem.line_order[problem.arc_line[first_arc]]
+    by_arc = coupling.arc_rows  # (arcs x rows) CSR: one pass over its entries, no transpose
+    hit = kept[by_arc.indices]
+    entry_arc = np.repeat(np.arange(by_arc.shape[0]), np.diff(by_arc.indptr))
+    some_arc = np.zeros(coupling.n_unit, dtype=np.int64)
+    some_arc[by_arc.indices[hit]] = entry_arc[hit]
+    arc_order = problem.line_order[problem.arc_line[some_arc[rows]]]
     return rows, labels[arc_order]
 
 
