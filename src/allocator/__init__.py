@@ -25,6 +25,7 @@ from allocator.model import (
     OrderLine,
     Orders,
     StockLevel,
+    read_assignments,
     read_network,
     read_orders,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "explain",
     "explain_order",
     "load_rules",
+    "read_assignments",
     "read_network",
     "read_orders",
     "solve",

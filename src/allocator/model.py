@@ -19,8 +19,9 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from allocator.errors import InputError
-from allocator.io._schema import check_references
+from allocator.io._schema import check_references, validate_table
 from allocator.io.tables import (
+    ASSIGNMENTS,
     COSTS,
     ITEMS,
     LOCATIONS,
@@ -281,6 +282,43 @@ def read_orders(path: str | Path) -> Orders:
     return Orders.from_frame(read_table(path), source=str(path))
 
 
+def read_assignments(path: str | Path) -> pl.DataFrame:
+    """Read a previous plan's assignments, to re-optimise from (``warm_start=``).
+
+    Parameters
+    ----------
+    path
+        A result folder written by :meth:`Plan.write` or ``allocator allocate --out`` (its
+        ``assignments.csv`` or ``assignments.parquet`` is read), or an assignments file itself.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``order_id``, ``line_id``, ``sku``, ``location_id``, ``qty``: one row per (line,
+        location), as the contract's result folder has them.
+
+    Raises
+    ------
+    InputError
+        If the folder or file is missing, or a row is bad (a missing id, a quantity that is not
+        a positive whole number, a (order, line, location) given twice); the message names the
+        file, row and column.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such result folder or assignments file", source=str(path))
+    if path.is_dir():
+        found = find_table(path, "assignments", required=True)
+        assert found is not None
+        path = found
+    return validate_table(
+        read_table(path),
+        ASSIGNMENTS,
+        source=str(path),
+        key=("order_id", "line_id", "location_id"),
+    )
+
+
 def check_orders_against_network(orders: Orders, network: Network, source: str = "orders") -> None:
     """Cross-table checks: pickup locations exist and can hand over; costs name known orders.
 
@@ -324,4 +362,11 @@ def check_orders_against_network(orders: Orders, network: Network, source: str =
         )
 
 
-__all__ += ["COSTS", "ITEMS", "check_orders_against_network", "read_network", "read_orders"]
+__all__ += [
+    "COSTS",
+    "ITEMS",
+    "check_orders_against_network",
+    "read_assignments",
+    "read_network",
+    "read_orders",
+]

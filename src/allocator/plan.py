@@ -221,6 +221,9 @@ class Summary(BaseModel):
     lower_bound: float | None
     gap: float | None
     seconds: float
+    #: With a warm start: the parcels (order, location) this plan adds for orders the previous
+    #: plan had served (an extension of the contract; ``null`` without a warm start).
+    changes: int | None = None
 
 
 @dataclass(eq=False)
@@ -345,6 +348,7 @@ class Plan:
         per_order = np.bincount(p.pair_order[usedp], minlength=p.n_orders)
         lb = self.lower_bound
         gap = self.gap
+        changes = self.info.get("changes")
         return Summary(
             status=self.status.value,
             policy=self.policy,
@@ -360,6 +364,7 @@ class Plan:
             lower_bound=None if lb is None or not math.isfinite(lb) else round(lb, 6),
             gap=None if gap is None else round(gap, 8),
             seconds=round(self.seconds, 4),
+            changes=changes if isinstance(changes, int) else None,
         )
 
     def write(self, out_dir: str | Path, fmt: Literal["csv", "parquet"] = "csv") -> list[Path]:

@@ -51,4 +51,6 @@ def print_summary(summary: Summary, *, as_json: bool = False) -> None:
         f"backorder {c.backorder:,.2f}, rejection {c.rejection:,.2f})",
         f"  lower bound {bound}  gap {gap}",
     ]
+    if summary.changes is not None:
+        lines.append(f"  new parcels against the warm start {summary.changes:,}")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ from allocator.errors import InputError
 from allocator.io._schema import Column, check_references, validate_table
 
 __all__ = [
+    "ASSIGNMENTS",
     "COSTS",
     "ITEMS",
     "LOCATIONS",
@@ -79,6 +80,15 @@ ORDERS: tuple[Column, ...] = (
     Column("customer_id", "str"),
     Column("unit_price", "float", min_value=0.0),
     Column("promised_days", "int", min_value=0),
+)
+
+#: A result folder's assignments (read back as a warm start); ``sku`` is written but not needed.
+ASSIGNMENTS: tuple[Column, ...] = (
+    Column("order_id", "str", required=True),
+    Column("line_id", "str", required=True),
+    Column("sku", "str"),
+    Column("location_id", "str", required=True),
+    Column("qty", "int", required=True, strictly_positive=True),
 )
 
 #: Columns that describe the order, not the line: they repeat on each line and must agree.

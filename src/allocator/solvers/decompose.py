@@ -1466,6 +1466,8 @@ def optimize(
     warm_start: Plan | Any | None = None,
     change_penalty: float = 0.0,
     progress: bool | None = None,
+    group_growth: int = 0,
+    started: float | None = None,
 ) -> Plan:
     """Run the decomposition and return a :class:`~allocator.plan.Plan`.
 
@@ -1485,6 +1487,11 @@ def optimize(
         Cost per parcel (order, location) that an order which had a plan did not use before.
     progress
         Progress bar (``None``: when stderr is a terminal).
+    group_growth
+        See :func:`solve_decomposed` (``0``: return when the search stalls).
+    started
+        ``time.perf_counter()`` when the caller's clock started (the time limit and the plan's
+        ``seconds`` count from it; ``None``: from this call).
 
     Returns
     -------
@@ -1494,7 +1501,7 @@ def optimize(
     """
     from allocator.solvers._warm import prepare_warm_start, warm_solution
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if started is None else started
     extra = None
     warm = None
     start = None
@@ -1513,6 +1520,7 @@ def optimize(
             executor=executor,
             primal=False,
             progress=progress,
+            group_growth=group_growth,
         )
         plain_bound = first.lower_bound
     # Pricing and checking the plan afterwards take their time too (up to a second at millions
@@ -1528,6 +1536,7 @@ def optimize(
         warm_start=start,
         pair_extra_cost=extra,
         progress=progress,
+        group_growth=group_growth,
     )
     cost = evaluate(problem, res.solution).total
     info: dict[str, object] = {
@@ -1537,11 +1546,11 @@ def optimize(
         "stopped_by_time": res.stopped_by_time,
     }
     bound = res.lower_bound
+    if warm is not None:
+        info["changes"] = warm.changes(problem, res.solution)
     if extra is not None:
-        assert warm is not None
         info.update(
             change_penalty=change_penalty,
-            changes=warm.changes(problem, res.solution),
             objective=res.cost,
             objective_bound=res.lower_bound,
         )
