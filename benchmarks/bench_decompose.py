@@ -10,6 +10,7 @@ Each case generates a backlog (``allocator.generate``, seed 1), compiles it with
 It prints one table per case (cost, bound, gap, seconds, peak memory, cost ratios) and records
 the figures in the benchmark's ``extra_info``. ``make bench`` runs S and M;
 ``make bench-large`` (marker ``large``) runs L and XL (XL also on a Dask ``LocalCluster``).
+``make bench`` also runs S with ``prove=True`` and a 60 s limit, to show when the proof comes.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ def _run_case(
     *,
     milp: bool = True,
     peers: bool = True,
+    prove: bool = False,
 ) -> dict[str, Any]:
     rules = _resolve_rules(None, "default")
     t0 = time.perf_counter()
     problem: Problem = compile_problem(network, orders, rules)
     compile_s = time.perf_counter() - t0
-    plan = solve(problem, method="decompose", time_limit=time_limit, executor=executor)
+    plan = solve(problem, method="decompose", time_limit=time_limit, executor=executor, prove=prove)
     s = plan.summary()
     assert plan.is_feasible()
     assert s.lower_bound is not None
@@ -149,6 +151,21 @@ def _bench(benchmark: Any, name: str, executor_workers: int = 2, **kw: Any) -> N
 
 def test_decompose_s(benchmark: Any) -> None:
     _bench(benchmark, "S")
+
+
+def test_decompose_s_prove(benchmark: Any) -> None:
+    """S with ``prove=True`` and a 60 s limit: how long the proof of optimality takes."""
+    n, locs, skus, _ = CASES["S"]
+    network, orders = _tables(n, locs, skus)
+    with ProcessPoolExecutor(2) as pool:
+        row = benchmark.pedantic(
+            _run_case,
+            args=("S (prove, 60 s limit)", network, orders, 60.0, pool),
+            kwargs={"peers": False, "prove": True},
+            rounds=1,
+            iterations=1,
+        )
+    benchmark.extra_info.update(row)
 
 
 def test_decompose_m(benchmark: Any) -> None:
