@@ -20,6 +20,7 @@ SMALL: dict[str, dict[str, str]] = {
     "01_quickstart.py": {"ALLOCATOR_NB_ORDERS": "300"},
     "02_peer_policies_vs_optimiser.py": {"ALLOCATOR_NB_ORDERS": "250"},
     "03_nightly_vs_realtime.py": {"ALLOCATOR_NB_ORDERS": "500", "ALLOCATOR_NB_SEEDS": "11"},
+    "05_nightly_churn.py": {"ALLOCATOR_NB_ORDERS": "300"},
     "04_dask_policy_sweep.py": {
         "ALLOCATOR_NB_ORDERS": "300",
         "ALLOCATOR_NB_WORKERS": "2",
