@@ -225,6 +225,23 @@ def test_on_request_time_left_after_the_search_goes_to_larger_groups(instance) -
     assert not check_feasible(problem, grown.solution)
 
 
+def test_grown_groups_on_a_pool_keep_the_bound_rising_and_valid(instance) -> None:  # type: ignore[no-untyped-def]
+    # With a pool the workers go on to larger groups while the plan is searched, instead of
+    # waiting for the search to stall; the bound still only rises and stays below the optimum.
+    problem, optimum = instance
+    once = solve_decomposed(problem, group_orders=5, time_limit=6.0)
+    with ProcessPoolExecutor(2) as pool:
+        grown = solve_decomposed(
+            problem, group_orders=5, group_growth=8, time_limit=6.0, executor=pool
+        )
+    rounds = [h for h in grown.history if h.get("phase") == "groups"]
+    assert len(rounds) >= 2
+    assert [h["bound"] for h in rounds] == sorted(h["bound"] for h in rounds)
+    assert grown.lower_bound > once.lower_bound + 1.0
+    assert grown.lower_bound <= optimum + 1e-6 * abs(optimum)
+    assert not check_feasible(problem, grown.solution)
+
+
 def test_changed_orders_names_every_order_sourced_differently() -> None:
     problem = generated(40, 5, 20, seed=4)
     plan = solve_decomposed(problem, group_orders=0).solution
