@@ -91,3 +91,37 @@ def test_executor_from_args() -> None:
         pass
     with pytest.raises(InputError), executor_from_args(0, None):
         pass
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_dask_workers_each_keep_their_share_of_the_blocks() -> None:
+    # Each block has a home worker on Dask: after several rounds every worker holds about its
+    # share of the blocks, not all of them, and the results are those of a serial run.
+    distributed = pytest.importorskip("distributed")
+    blocks = [np.arange(i, i + 5) for i in range(8)]
+    serial = BlockRunner(blocks).map(_total, 2)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        runner = BlockRunner(blocks, client.get_executor())
+        for _ in range(4):
+            assert runner.map(_total, 2) == serial
+        held = client.run(_held_blocks, runner.token)
+    assert len(held) == 2  # one entry per worker
+    # Without homes both workers came to hold most of the blocks after a few rounds.
+    assert sorted(len(v) for v in held.values()) == [4, 4]
+    assert sorted(i for v in held.values() for i in v) == list(range(8))
+
+
+def _total(block: np.ndarray, factor: int) -> int:
+    return int(block.sum()) * factor
+
+
+def _held_blocks(token: str) -> list[int]:
+    from allocator import parallel
+
+    return sorted(index for (t, index) in parallel._CACHE if t == token)
