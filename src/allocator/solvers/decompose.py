@@ -423,9 +423,11 @@ def solve_decomposed(
         are solved while the plan is searched; a serial run with a time limit solves them in
         the last :data:`GROUP_SHARE` of the time left after column generation.
     group_growth
-        When the search stalls before the time limit, take the groups again this many times
-        larger, round after round, until the limit (``0``: not; 8 measured best). Runs then use
-        their whole limit for the bound instead of returning when the search stalls.
+        With a time limit, take the groups again this many times larger, round after round,
+        until the limit or until no row is left to add (``0``: not; 8 measured best): on an
+        executor as soon as the last groups are solved, while the plan is searched; serially
+        once the search stalls. Runs then use their whole limit for the bound instead of
+        returning when the search stalls.
 
     Returns
     -------
