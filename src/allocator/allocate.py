@@ -77,8 +77,8 @@ EXACT_FINISH_MAX_ARCS = 50_000
 
 #: With ``prove=True``, how many times larger the decomposition's groups are taken in each round
 #: after its search stalls (measured on 1,000 orders: 8 reaches the one group of every contested
-#: order at once, and the proof, in 17.5-20 s on a pool of two; 4 took three rounds and did not
-#: finish in 30 s).
+#: order at once, and the proof, in 7.6-7.9 s on a quiet pool of two, 17.5-20 s under load; 4
+#: took three rounds and did not finish in 30 s).
 PROVE_GROWTH = 8
 #: With ``prove=True``, a problem of at most :data:`EXACT_FINISH_MAX_ARCS` arcs whose
 #: decomposition returns unproven with more than this many seconds left spends them in the exact
@@ -135,8 +135,9 @@ def solve(
         :data:`EXACT_FINISH_MAX_ARCS` arcs still unproven, the time left goes to the exact MILP
         started from the plan. Without a time limit the decomposition is unchanged and such
         problems are finished by the exact MILP (as under ``method="auto"``). The exact MILP
-        proves anyway. Measured on 1,000 orders / 20 locations: proven optimal in about 18 s on
-        two workers, where a 5 s run stops at a 0.03 % gap (``benchmarks/RESULTS.md``).
+        proves anyway. Measured on 1,000 orders / 20 locations: proven optimal in about 8 s on
+        two workers of a quiet machine (18 s under load), where a 5 s run stops at a 0.03 % gap
+        (``benchmarks/RESULTS.md``).
 
     The time limit counts from this call (loading the solver modules included).
     """

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -111,6 +114,10 @@ def test_dask_workers_each_keep_their_share_of_the_blocks() -> None:
         for _ in range(4):
             assert runner.map(_total, 2) == serial
         held = client.run(_held_blocks, runner.token)
+        # The nanny starts workers with MALLOC_TRIM_THRESHOLD_ set; the first block task put
+        # glibc's mmap threshold back where it would have slid (tune_worker_malloc).
+        tuned = client.run(_malloc_tuned)
+    assert list(tuned.values()) == [True, True]
     assert len(held) == 2  # one entry per worker
     # Without homes both workers came to hold most of the blocks after a few rounds.
     assert sorted(len(v) for v in held.values()) == [4, 4]
@@ -125,3 +132,65 @@ def _held_blocks(token: str) -> list[int]:
     from allocator import parallel
 
     return sorted(index for (t, index) in parallel._CACHE if t == token)
+
+
+def _malloc_tuned() -> bool | None:
+    from allocator import parallel
+
+    return parallel._MALLOC_TUNED[0]
+
+
+# Run in a fresh interpreter: allocate and free 1 MiB arrays, counting the page faults, before
+# and after tune_worker_malloc(). With a trim threshold set and no mmap threshold, glibc serves
+# each array with fresh pages from the kernel (256 faults a MiB); after tuning it reuses the
+# freed space of its heap (a workload's arrays die in any order, so not all at the heap's top).
+_FAULTS = """
+import json, resource, sys
+import numpy as np
+from allocator.parallel import tune_worker_malloc
+
+def faults(n=200):
+    kept = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        a = np.ones(1 << 17)  # 1 MiB, freed while later blocks live above it
+        kept.append(np.empty(1 << 12))
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults(5)
+untuned = faults()
+first = tune_worker_malloc()
+second = tune_worker_malloc()
+tuned = faults()
+json.dump({"untuned": untuned, "tuned": tuned, "first": first, "second": second}, sys.stdout)
+"""
+
+
+def _fault_counts(env: dict[str, str]) -> dict[str, object]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tune_worker_malloc_restores_large_mmap_threshold() -> None:
+    # As in a Dask worker: the trim threshold set, the mmap threshold not.
+    trimmed = _fault_counts({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    assert trimmed["first"] is True
+    assert trimmed["second"] is True
+    assert isinstance(trimmed["untuned"], int)
+    assert isinstance(trimmed["tuned"], int)
+    assert trimmed["untuned"] > 200 * 200  # about 256 fresh pages per MiB array
+    assert trimmed["tuned"] < trimmed["untuned"] / 5
+    # Nothing set, or both set: left alone.
+    assert _fault_counts({})["first"] is False
+    both = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    assert _fault_counts(both)["first"] is False
